@@ -1,0 +1,146 @@
+//! Anonymous requests (Kubernetes `request/anonymous` and the fail-on-error union in front of it).
+
+use std::sync::Arc;
+
+use http::request::Parts;
+
+use crate::{AuthenticateRequest, Authenticated, AuthnFuture, RequestOutcome, UserInfo};
+
+/// Authenticates every request (or every request to one of the allowed paths) as
+/// `system:anonymous` in `system:unauthenticated`.
+#[derive(Clone, Debug, Default)]
+pub struct Anonymous {
+    paths: Arc<[String]>,
+}
+
+impl Anonymous {
+    /// Anonymous for every path.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Anonymous only for requests whose path is exactly one of `paths`
+    /// (Kubernetes `anonymous.conditions`); an empty list means every path.
+    pub fn with_paths<I, S>(paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            paths: paths.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    fn allows(&self, parts: &Parts) -> bool {
+        self.paths.is_empty() || self.paths.iter().any(|p| p == parts.uri.path())
+    }
+}
+
+impl AuthenticateRequest for Anonymous {
+    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+        let result = if self.allows(&parts) {
+            let audiences = parts.extensions.get::<crate::Audiences>().cloned().unwrap_or_default();
+            Ok(Some(Authenticated {
+                user: UserInfo::anonymous(),
+                audiences,
+            }))
+        } else {
+            Ok(None)
+        };
+        AuthnFuture::ready(RequestOutcome::new(parts, result))
+    }
+
+    fn name(&self) -> &'static str {
+        "anonymous"
+    }
+}
+
+/// Runs `inner`; when it has no opinion (no credential at all), falls back to [`Anonymous`].
+/// An error from `inner` is final: a bad credential is 401 even with anonymous enabled
+/// (Kubernetes `union.NewFailOnError(chain, anonymous)`).
+#[derive(Clone, Debug)]
+pub struct WithAnonymous<A> {
+    inner: A,
+    anonymous: Anonymous,
+}
+
+impl<A> WithAnonymous<A> {
+    /// `inner`, then `anonymous`.
+    pub fn new(inner: A, anonymous: Anonymous) -> Self {
+        Self { inner, anonymous }
+    }
+}
+
+impl<A: AuthenticateRequest> AuthenticateRequest for WithAnonymous<A> {
+    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+        match self.inner.authenticate_request(parts).into_ready() {
+            Ok(outcome) => match outcome.result {
+                Ok(None) => self.anonymous.authenticate_request(outcome.parts),
+                _ => AuthnFuture::ready(outcome),
+            },
+            Err(pending) => {
+                let anonymous = self.anonymous.clone();
+                AuthnFuture::boxed(async move {
+                    let outcome = pending.await;
+                    match outcome.result {
+                        Ok(None) => anonymous.authenticate_request(outcome.parts).await,
+                        _ => outcome,
+                    }
+                })
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AuthnError;
+
+    fn parts(uri: &str) -> Parts {
+        http::Request::get(uri).body(()).unwrap().into_parts().0
+    }
+
+    #[tokio::test]
+    async fn anonymous_without_conditions_allows_every_request() {
+        let out = Anonymous::new().authenticate_request(parts("/anything")).await;
+        let user = out.result.unwrap().unwrap().user;
+        assert_eq!(user.username, "system:anonymous");
+        assert_eq!(user.groups, ["system:unauthenticated"]);
+    }
+
+    // Kubernetes anonymous_test.go TestAnonymous with conditions
+    #[tokio::test]
+    async fn anonymous_with_conditions_matches_exact_paths() {
+        let anon = Anonymous::with_paths(["/healthz", "/readyz", "/livez"]);
+        for (uri, allowed) in [
+            ("https://123.123.123.123/healthz", true),
+            ("https://123.123.123.123/readyz", true),
+            ("https://123.123.123.123/livez", true),
+            ("https://123.123.123.123/api", false),
+            ("https://123.123.123.123/healthz/", false),
+            ("https://123.123.123.123/healthz?verbose", true),
+        ] {
+            let out = anon.authenticate_request(parts(uri)).await;
+            assert_eq!(out.result.unwrap().is_some(), allowed, "{uri}");
+        }
+    }
+
+    struct Failing;
+    impl AuthenticateRequest for Failing {
+        fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+            AuthnFuture::ready(RequestOutcome::new(parts, Err(AuthnError::InvalidBearerToken)))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_credential_is_not_turned_into_anonymous() {
+        let chain = WithAnonymous::new(Failing, Anonymous::new());
+        let out = chain.authenticate_request(parts("/")).await;
+        assert!(matches!(out.result, Err(AuthnError::InvalidBearerToken)));
+    }
+}

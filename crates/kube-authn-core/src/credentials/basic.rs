@@ -1,0 +1,147 @@
+//! `Authorization: Basic base64(user:password)` (Kubernetes' former `request/basicauth`).
+
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use http::header::AUTHORIZATION;
+use http::request::Parts;
+
+use super::finish;
+use crate::{AuthenticatePassword, AuthenticateRequest, AuthnError, AuthnFuture, RequestOutcome};
+
+/// Go's `base64.StdEncoding`: standard alphabet, padding required, lenient about the unused bits.
+const STD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Reads HTTP basic credentials and authenticates them with a password authenticator.
+///
+/// Rules (Go `Request.BasicAuth` as Kubernetes used it): the first `Authorization` header, the
+/// `Basic ` prefix in any case, padded standard base64, split at the first `:` (the password may
+/// contain colons). A header that does not parse is no credential; credentials the password
+/// authenticator does not accept are the error `invalid username/password combination`. The
+/// `Authorization` header is removed on success.
+#[derive(Clone, Debug)]
+pub struct BasicAuth<P> {
+    passwords: P,
+}
+
+impl<P> BasicAuth<P> {
+    /// Reads basic credentials for `passwords`.
+    pub fn new(passwords: P) -> Self {
+        Self { passwords }
+    }
+}
+
+/// The decoded `user:password` pair, if the header is a well-formed basic credential.
+pub(crate) fn basic_credentials(value: &[u8]) -> Option<Vec<u8>> {
+    const PREFIX: &[u8] = b"Basic ";
+    if value.len() < PREFIX.len() || !value[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+        return None;
+    }
+    let decoded = STD.decode(&value[PREFIX.len()..]).ok()?;
+    decoded.contains(&b':').then_some(decoded)
+}
+
+impl<P: AuthenticatePassword> AuthenticateRequest for BasicAuth<P> {
+    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+        let Some(value) = parts.headers.get(AUTHORIZATION) else {
+            return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
+        };
+        let Some(decoded) = basic_credentials(value.as_bytes()) else {
+            return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
+        };
+        let decoded = zeroize::Zeroizing::new(decoded);
+        // Bytes that are not UTF-8 can match no stored (UTF-8) credential.
+        let Ok(text) = std::str::from_utf8(&decoded) else {
+            return AuthnFuture::ready(RequestOutcome::new(parts, Err(AuthnError::InvalidUsernamePassword)));
+        };
+        let Some((user, password)) = text.split_once(':') else {
+            return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
+        };
+        let inner = self.passwords.authenticate_password(user, password);
+        finish(parts, inner, || AuthnError::InvalidUsernamePassword, |parts: &mut Parts| {
+            parts.headers.remove(AUTHORIZATION);
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "basic"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::parts_with;
+    use crate::{Authenticated, AuthnResult, UserInfo};
+    use std::sync::Mutex;
+
+    /// Records the pair it was called with and answers a fixed result.
+    struct Recorder {
+        seen: Mutex<Option<(String, String)>>,
+        answer: fn() -> AuthnResult,
+    }
+
+    impl AuthenticatePassword for Recorder {
+        fn authenticate_password(&self, u: &str, p: &str) -> AuthnFuture<AuthnResult> {
+            *self.seen.lock().unwrap() = Some((u.to_owned(), p.to_owned()));
+            AuthnFuture::ready((self.answer)())
+        }
+    }
+
+    fn basic(user_pass: &str) -> String {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pass))
+    }
+
+    // Kubernetes basicauth_test.go (removed in 1.19), case names kept.
+    #[tokio::test]
+    async fn basic_auth_table() {
+        let no = || Ok(None);
+        let user = || Ok(Some(Authenticated::new(UserInfo::new("returneduser"))));
+        let err = || Err(AuthnError::invalid("auth error"));
+        let cases: &[(&str, Option<&str>, fn() -> AuthnResult, Option<(&str, &str)>, Result<Option<&str>, &str>)] = &[
+            ("no auth", None, no, None, Ok(None)),
+            ("empty password", Some("user_with_empty_password:"), no, Some(("user_with_empty_password", "")), Err("invalid username/password combination")),
+            ("colon in password", Some("myuser:mypassword:withcolon"), no, Some(("myuser", "mypassword:withcolon")), Err("invalid username/password combination")),
+            ("returned user", Some("myuser:mypw"), user, Some(("myuser", "mypw")), Ok(Some("returneduser"))),
+            ("returned error", Some("myuser:mypw"), err, Some(("myuser", "mypw")), Err("auth error")),
+        ];
+        for (case, header, answer, called, want) in cases {
+            let rec = std::sync::Arc::new(Recorder { seen: Mutex::new(None), answer: *answer });
+            let h: Vec<String> = header.iter().map(|h| basic(h)).collect();
+            let h: Vec<&str> = h.iter().map(String::as_str).collect();
+            let out = BasicAuth::new(rec.clone()).authenticate_request(parts_with(AUTHORIZATION, &h)).await;
+            let seen = rec.seen.lock().unwrap().clone();
+            assert_eq!(seen.as_ref().map(|(u, p)| (u.as_str(), p.as_str())), *called, "{case}");
+            match (want, &out.result) {
+                (Ok(w), Ok(got)) => assert_eq!(got.as_ref().map(|a| a.user.username.as_str()), *w, "{case}"),
+                (Err(msg), Err(e)) => assert_eq!(e.to_string(), *msg, "{case}"),
+                _ => panic!("{case}: {:?}", out.result),
+            }
+            if matches!(out.result, Ok(Some(_))) {
+                assert!(out.parts.headers.get(AUTHORIZATION).is_none(), "{case}: header removed on success");
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_headers_are_no_credential() {
+        for h in ["", "Basic", "Basic ", "Basic !!!!", "Basic dXNlcg==", "Basic dXNlcjpwdw", "Basic  dXNlcjpwdw==", "Bearer dXNlcjpwdw=="] {
+            assert!(basic_credentials(h.as_bytes()).is_none(), "{h:?}");
+        }
+        assert_eq!(basic_credentials(b"bAsIc dXNlcjpwdw==").as_deref(), Some(&b"user:pw"[..]));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_header(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = basic_credentials(&bytes);
+            let mut prefixed = b"Basic ".to_vec();
+            prefixed.extend_from_slice(&bytes);
+            let _ = basic_credentials(&prefixed);
+        }
+    }
+}

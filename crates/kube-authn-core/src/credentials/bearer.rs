@@ -1,0 +1,191 @@
+//! `Authorization: Bearer <token>` (Kubernetes `request/bearertoken`).
+
+use http::header::AUTHORIZATION;
+use http::request::Parts;
+
+use super::{finish, request_audiences};
+use crate::{AuthenticateRequest, AuthenticateToken, AuthnError, AuthnFuture, RequestOutcome};
+
+/// Reads `Authorization: Bearer <token>` and authenticates the token.
+///
+/// Kubernetes rules: only the first `Authorization` header counts; it is trimmed, split on single
+/// spaces into at most three parts, the scheme compared case-insensitively; an empty token is no
+/// credential; anything after the token is ignored. A token no authenticator accepts is the error
+/// `invalid bearer token`. On success the `Authorization` header is removed, so the inner service
+/// never sees the token.
+#[derive(Clone, Debug)]
+pub struct BearerToken<T> {
+    tokens: T,
+}
+
+impl<T> BearerToken<T> {
+    /// Reads bearer tokens for `tokens`.
+    pub fn new(tokens: T) -> Self {
+        Self { tokens }
+    }
+}
+
+/// The byte range of the token inside the header value, if the header carries a bearer token.
+pub(crate) fn bearer_token(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let mut parts = value.splitn(3, ' ');
+    let scheme = parts.next()?;
+    let token = parts.next()?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return None;
+    }
+    Some(token)
+}
+
+impl<T: AuthenticateToken> AuthenticateRequest for BearerToken<T> {
+    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+        let Some(value) = parts.headers.get(AUTHORIZATION) else {
+            return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
+        };
+        let token = match bearer_token(value.as_bytes()) {
+            Some(token) => token,
+            None => {
+                // A header that is not valid UTF-8 but names the bearer scheme still carries a
+                // (bad) bearer credential, as in Go where header values are bytes.
+                let bytes = value.as_bytes();
+                let rejected = std::str::from_utf8(bytes).is_err()
+                    && bytes.len() > 7
+                    && bytes[..7].eq_ignore_ascii_case(b"bearer ");
+                let result = if rejected { Err(AuthnError::InvalidBearerToken) } else { Ok(None) };
+                return AuthnFuture::ready(RequestOutcome::new(parts, result));
+            }
+        };
+        let audiences = request_audiences(&parts);
+        let inner = self.tokens.authenticate_token(token, &audiences);
+        finish(parts, inner, || AuthnError::InvalidBearerToken, |parts: &mut Parts| {
+            parts.headers.remove(AUTHORIZATION);
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "bearer"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{parts_with, Outcome, TokenFn};
+
+    fn auth(outcome: Outcome) -> BearerToken<TokenFn> {
+        BearerToken::new(TokenFn::expecting("token", outcome))
+    }
+
+    // Kubernetes bearertoken_test.go, case names kept.
+    #[tokio::test]
+    async fn bearer_token_table() {
+        use Outcome::*;
+        let cases: &[(&str, &[&str], Outcome, Expect)] = &[
+            ("TestAuthenticateRequest", &["Bearer token"], User("user"), Expect::Ok("user")),
+            ("TestAuthenticateRequestIncludingValueAfterToken/1", &["Bearer token a"], User("user"), Expect::Ok("user")),
+            ("TestAuthenticateRequestIncludingValueAfterToken/2", &["Bearer token a b c"], User("user"), Expect::Ok("user")),
+            ("TestAuthenticateRequestIncludingValueAfterToken/3", &["Bearer token   a"], User("user"), Expect::Ok("user")),
+            ("TestAuthenticateRequestTokenInvalid", &["Bearer token"], NoOpinion, Expect::Err("invalid bearer token")),
+            ("TestAuthenticateRequestTokenInvalidCustomError", &["Bearer token"], Error("custom"), Expect::Err("custom")),
+            ("TestAuthenticateRequestTokenError", &["Bearer token"], Error("error"), Expect::Err("error")),
+            ("TestAuthenticateRequestBadValue/none", &[], MustNotBeCalled, Expect::NoOpinion),
+            ("TestAuthenticateRequestBadValue/Bearer", &["Bearer"], MustNotBeCalled, Expect::NoOpinion),
+            ("TestAuthenticateRequestBadValue/bear token", &["bear token"], MustNotBeCalled, Expect::NoOpinion),
+            ("TestAuthenticateRequestBadValue/Bearer: token", &["Bearer: token"], MustNotBeCalled, Expect::NoOpinion),
+        ];
+        for (case, headers, outcome, expect) in cases {
+            let out = auth(*outcome).authenticate_request(parts_with(AUTHORIZATION, headers)).await;
+            expect.check(case, &out.result);
+        }
+    }
+
+    // Kubernetes bearertoken_test.go TestBearerToken: the header afterwards.
+    #[tokio::test]
+    async fn bearer_token_header_afterwards() {
+        use Outcome::*;
+        let cases: &[(&str, &[&str], Outcome, bool, Option<&[&str]>)] = &[
+            ("no header", &[], MustNotBeCalled, false, Some(&[])),
+            ("empty header", &[""], MustNotBeCalled, false, Some(&[""])),
+            ("non-bearer header", &["Basic 123"], MustNotBeCalled, false, Some(&["Basic 123"])),
+            ("empty bearer token", &["Bearer "], MustNotBeCalled, false, Some(&["Bearer "])),
+            ("extra space before bearer token", &["Bearer  token"], MustNotBeCalled, false, Some(&["Bearer  token"])),
+            ("valid bearer token removing header", &["Bearer 123"], UserAny("myuser"), true, Some(&[])),
+            ("invalid bearer token", &["Bearer 123"], NoOpinion, false, Some(&["Bearer 123"])),
+            ("error bearer token", &["Bearer 123"], ErrorAny("error"), false, Some(&["Bearer 123"])),
+        ];
+        for (case, headers, outcome, ok, after) in cases {
+            let a = BearerToken::new(TokenFn::any(*outcome));
+            let out = a.authenticate_request(parts_with(AUTHORIZATION, headers)).await;
+            assert_eq!(matches!(out.result, Ok(Some(_))), *ok, "{case}");
+            if let Some(after) = after {
+                let got: Vec<_> = out.parts.headers.get_all(AUTHORIZATION).iter().map(|v| v.to_str().unwrap()).collect();
+                assert_eq!(got, *after, "{case}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_first_authorization_header_counts_and_the_scheme_is_case_insensitive() {
+        let a = auth(Outcome::User("user"));
+        let out = a.authenticate_request(parts_with(AUTHORIZATION, &["BEARER token"])).await;
+        assert!(matches!(out.result, Ok(Some(_))));
+        let out = a.authenticate_request(parts_with(AUTHORIZATION, &["Basic x", "Bearer token"])).await;
+        assert!(matches!(out.result, Ok(None)));
+        let out = a.authenticate_request(parts_with(AUTHORIZATION, &["  Bearer token  "])).await;
+        assert!(matches!(out.result, Ok(Some(_))));
+        // a tab is not a separator
+        let out = a.authenticate_request(parts_with(AUTHORIZATION, &["Bearer\ttoken"])).await;
+        assert!(matches!(out.result, Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn asynchronous_token_authenticators_still_remove_the_header() {
+        let a = BearerToken::new(TokenFn::any(Outcome::UserAny("u")).asynchronous());
+        let fut = a.authenticate_request(parts_with(AUTHORIZATION, &["Bearer 123"]));
+        assert!(!fut.is_ready());
+        let out = fut.await;
+        assert!(matches!(out.result, Ok(Some(_))));
+        assert!(out.parts.headers.get(AUTHORIZATION).is_none());
+    }
+
+    #[tokio::test]
+    async fn non_utf8_bearer_header_is_a_bad_credential() {
+        let a = BearerToken::new(TokenFn::any(Outcome::MustNotBeCalled));
+        let mut parts = parts_with(AUTHORIZATION, &[]);
+        parts.headers.insert(AUTHORIZATION, http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap());
+        let out = a.authenticate_request(parts).await;
+        assert!(matches!(out.result, Err(AuthnError::InvalidBearerToken)));
+        let mut parts = parts_with(AUTHORIZATION, &[]);
+        parts.headers.insert(AUTHORIZATION, http::HeaderValue::from_bytes(b"Other \xff").unwrap());
+        assert!(matches!(a.authenticate_request(parts).await.result, Ok(None)));
+    }
+
+    enum Expect {
+        Ok(&'static str),
+        NoOpinion,
+        Err(&'static str),
+    }
+
+    impl Expect {
+        fn check(&self, case: &str, r: &crate::AuthnResult) {
+            match (self, r) {
+                (Expect::Ok(name), Ok(Some(a))) => assert_eq!(a.user.username, *name, "{case}"),
+                (Expect::NoOpinion, Ok(None)) => {}
+                (Expect::Err(msg), Err(e)) => assert_eq!(e.to_string(), *msg, "{case}"),
+                _ => panic!("{case}: unexpected {r:?}"),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_header(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            if let Ok(v) = http::HeaderValue::from_bytes(&bytes) {
+                let a = BearerToken::new(TokenFn::any(Outcome::NoOpinion));
+                let mut parts = parts_with(AUTHORIZATION, &[]);
+                parts.headers.insert(AUTHORIZATION, v);
+                let _ = a.authenticate_request(parts).into_ready();
+            }
+        }
+    }
+}

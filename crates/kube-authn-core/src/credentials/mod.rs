@@ -1,0 +1,53 @@
+//! Credential readers: request authenticators that find a credential in the request and hand it
+//! to a token or password authenticator.
+
+mod basic;
+mod bearer;
+mod websocket;
+
+pub use basic::BasicAuth;
+pub use bearer::BearerToken;
+pub use websocket::{is_websocket_request, WebSocketProtocol, WEBSOCKET_BEARER_PROTOCOL_PREFIX};
+
+use http::request::Parts;
+
+use crate::{Audiences, AuthnFuture, AuthnResult, RequestOutcome};
+
+/// The API audiences the layer attached to the request, if any.
+pub(crate) fn request_audiences(parts: &Parts) -> Audiences {
+    parts.extensions.get::<Audiences>().cloned().unwrap_or_default()
+}
+
+/// Turns a token/password result into a request outcome: `Ok(None)` becomes `on_reject`, and on
+/// success `edit` rewrites the head. Stays ready when the inner future is ready.
+pub(crate) fn finish<E>(
+    mut parts: Parts,
+    inner: AuthnFuture<AuthnResult>,
+    on_reject: fn() -> crate::AuthnError,
+    edit: E,
+) -> AuthnFuture<RequestOutcome>
+where
+    E: FnOnce(&mut Parts) + Send + 'static,
+{
+    let apply = move |parts: &mut Parts, result: AuthnResult| -> AuthnResult {
+        match result {
+            Ok(Some(auth)) => {
+                edit(parts);
+                Ok(Some(auth))
+            }
+            Ok(None) => Err(on_reject()),
+            Err(e) => Err(e),
+        }
+    };
+    match inner.into_ready() {
+        Ok(result) => {
+            let result = apply(&mut parts, result);
+            AuthnFuture::ready(RequestOutcome::new(parts, result))
+        }
+        Err(pending) => AuthnFuture::boxed(async move {
+            let result = pending.await;
+            let result = apply(&mut parts, result);
+            RequestOutcome::new(parts, result)
+        }),
+    }
+}

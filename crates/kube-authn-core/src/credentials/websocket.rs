@@ -1,0 +1,253 @@
+//! Bearer tokens in `Sec-WebSocket-Protocol` (Kubernetes `request/websocket`).
+//!
+//! Browsers cannot set `Authorization` on a websocket, so they send the token as a subprotocol:
+//! `new WebSocket(url, ["base64url.bearer.authorization.k8s.io.<base64url token>", "base64.binary.k8s.io"])`.
+
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use http::header::{CONNECTION, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue};
+
+use super::{finish, request_audiences};
+use crate::{AuthenticateRequest, AuthenticateToken, AuthnError, AuthnFuture, RequestOutcome};
+
+/// Go's `base64.RawURLEncoding`: URL alphabet, no padding (a `=` is an error), lenient about
+/// the unused bits of the last character.
+const RAW_URL: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// The subprotocol prefix that carries a base64url (unpadded) bearer token.
+pub const WEBSOCKET_BEARER_PROTOCOL_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
+
+/// Whether the request asks for a websocket upgrade, as Kubernetes decides it: the first
+/// `Upgrade` header is `websocket` (any case) and some `Connection` header contains `upgrade`.
+pub fn is_websocket_request(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get(UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    upgrade
+        && headers.get_all(CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
+/// Reads a bearer token from the `Sec-WebSocket-Protocol` header of websocket upgrade requests.
+///
+/// Rules (Kubernetes): every header line is split on `,` and trimmed; at most one entry may carry
+/// the prefix ([`WEBSOCKET_BEARER_PROTOCOL_PREFIX`]) followed by unpadded base64url of a UTF-8
+/// token; a token needs at least one other subprotocol. On success the header is rewritten to
+/// the remaining protocols joined by `,`, so neither the inner service nor the websocket
+/// handshake ever echoes the token. Requests that are not websocket upgrades are ignored.
+#[derive(Clone, Debug)]
+pub struct WebSocketProtocol<T> {
+    tokens: T,
+}
+
+impl<T> WebSocketProtocol<T> {
+    /// Reads websocket protocol tokens for `tokens`.
+    pub fn new(tokens: T) -> Self {
+        Self { tokens }
+    }
+}
+
+/// What the protocol header says: `Ok(None)` no token, `Ok(Some((token, remaining)))`.
+pub(crate) fn protocol_token(
+    headers: &HeaderMap,
+) -> Result<Option<(String, String)>, AuthnError> {
+    let mut token: Option<String> = None;
+    let mut filtered: Vec<&str> = Vec::new();
+    for line in headers.get_all(SEC_WEBSOCKET_PROTOCOL) {
+        // Header values that are not UTF-8 cannot hold a valid entry; treat their text as opaque.
+        let Ok(line) = line.to_str() else {
+            filtered.push("");
+            continue;
+        };
+        for item in line.split(',') {
+            let item = item.trim();
+            let Some(encoded) = item.strip_prefix(WEBSOCKET_BEARER_PROTOCOL_PREFIX) else {
+                filtered.push(item);
+                continue;
+            };
+            if token.is_some() {
+                return Err(AuthnError::MultipleWebSocketTokens);
+            }
+            let decoded = RAW_URL
+                .decode(encoded)
+                .map_err(|_| AuthnError::InvalidWebSocketTokenEncoding)?;
+            let decoded = String::from_utf8(decoded).map_err(|_| AuthnError::InvalidWebSocketToken)?;
+            token = Some(decoded);
+        }
+    }
+    match token {
+        Some(t) if !t.is_empty() => {
+            if filtered.is_empty() {
+                return Err(AuthnError::MissingAdditionalSubprotocol);
+            }
+            Ok(Some((t, filtered.join(","))))
+        }
+        _ => Ok(None),
+    }
+}
+
+impl<T: AuthenticateToken> AuthenticateRequest for WebSocketProtocol<T> {
+    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+        if !is_websocket_request(&parts.headers) || !parts.headers.contains_key(SEC_WEBSOCKET_PROTOCOL) {
+            return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
+        }
+        let (token, remaining) = match protocol_token(&parts.headers) {
+            Ok(Some(found)) => found,
+            Ok(None) => return AuthnFuture::ready(RequestOutcome::no_opinion(parts)),
+            Err(e) => return AuthnFuture::ready(RequestOutcome::new(parts, Err(e))),
+        };
+        let token = zeroize::Zeroizing::new(token);
+        let audiences = request_audiences(&parts);
+        let inner = self.tokens.authenticate_token(&token, &audiences);
+        finish(parts, inner, || AuthnError::InvalidBearerToken, move |parts: &mut Parts| {
+            // The remaining entries came from header values, so they are valid header text.
+            match HeaderValue::from_str(&remaining) {
+                Ok(v) => {
+                    parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, v);
+                }
+                Err(_) => {
+                    parts.headers.remove(SEC_WEBSOCKET_PROTOCOL);
+                }
+            }
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "websocket-bearer"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Outcome, TokenFn};
+
+    fn request(connection: &[&str], protocols: &[&str]) -> Parts {
+        let mut b = http::Request::get("/");
+        if !connection.is_empty() {
+            b = b.header(UPGRADE, "websocket");
+        }
+        for c in connection {
+            b = b.header(CONNECTION, *c);
+        }
+        for p in protocols {
+            b = b.header(SEC_WEBSOCKET_PROTOCOL, *p);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn protocols(parts: &Parts) -> Vec<String> {
+        parts.headers.get_all(SEC_WEBSOCKET_PROTOCOL).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+    }
+
+    const UP: &[&str] = &["upgrade"];
+    const TOKEN_DUMMY: &str = "base64url.bearer.authorization.k8s.io.dG9rZW4,dummy";
+
+    // Kubernetes protocol_test.go, case names kept.
+    #[tokio::test]
+    async fn websocket_protocol_table() {
+        use Outcome::*;
+        struct Case {
+            name: &'static str,
+            connection: &'static [&'static str],
+            protocols: &'static [&'static str],
+            outcome: Outcome,
+            ok: bool,
+            err: Option<&'static str>,
+            after: Option<&'static [&'static str]>,
+        }
+        let cases = [
+            Case { name: "TestAuthenticateRequest", connection: UP, protocols: &[TOKEN_DUMMY], outcome: User("user"), ok: true, err: None, after: None },
+            Case { name: "TestAuthenticateRequestMultipleConnectionHeaders", connection: &["not", "upgrade"], protocols: &[TOKEN_DUMMY], outcome: User("user"), ok: true, err: None, after: None },
+            Case { name: "TestAuthenticateRequestTokenInvalid", connection: UP, protocols: &[TOKEN_DUMMY], outcome: NoOpinion, ok: false, err: Some("invalid bearer token"), after: Some(&[TOKEN_DUMMY]) },
+            Case { name: "TestAuthenticateRequestTokenInvalidCustomError", connection: UP, protocols: &[TOKEN_DUMMY], outcome: Error("custom"), ok: false, err: Some("custom"), after: Some(&[TOKEN_DUMMY]) },
+            Case { name: "TestAuthenticateRequestTokenError", connection: UP, protocols: &[TOKEN_DUMMY], outcome: Error("error"), ok: false, err: Some("error"), after: Some(&[TOKEN_DUMMY]) },
+            Case { name: "TestAuthenticateRequestBadValue/no headers", connection: &[], protocols: &[], outcome: MustNotBeCalled, ok: false, err: None, after: None },
+            Case { name: "TestAuthenticateRequestBadValue/other-protocol", connection: UP, protocols: &["other-protocol"], outcome: MustNotBeCalled, ok: false, err: None, after: None },
+            Case { name: "TestAuthenticateRequestBadValue/empty token", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io."], outcome: MustNotBeCalled, ok: false, err: None, after: None },
+            Case { name: "TestBearerToken/no header", connection: UP, protocols: &[], outcome: MustNotBeCalled, ok: false, err: None, after: Some(&[]) },
+            Case { name: "TestBearerToken/empty header", connection: UP, protocols: &[""], outcome: MustNotBeCalled, ok: false, err: None, after: Some(&[""]) },
+            Case { name: "TestBearerToken/non-bearer header", connection: UP, protocols: &["undefined"], outcome: MustNotBeCalled, ok: false, err: None, after: Some(&["undefined"]) },
+            Case { name: "TestBearerToken/empty bearer token", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io."], outcome: MustNotBeCalled, ok: false, err: None, after: Some(&["base64url.bearer.authorization.k8s.io."]) },
+            Case { name: "TestBearerToken/valid bearer token removing header", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4", "dummy, dummy2"], outcome: User("myuser"), ok: true, err: None, after: Some(&["dummy,dummy2"]) },
+            Case { name: "TestBearerToken/invalid bearer token", connection: UP, protocols: &[TOKEN_DUMMY], outcome: NoOpinion, ok: false, err: Some("invalid bearer token"), after: Some(&[TOKEN_DUMMY]) },
+            Case { name: "TestBearerToken/error bearer token", connection: UP, protocols: &[TOKEN_DUMMY], outcome: Error("error"), ok: false, err: Some("error"), after: Some(&[TOKEN_DUMMY]) },
+            // derived edge cases (from the upstream code)
+            Case { name: "token alone", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4"], outcome: MustNotBeCalled, ok: false, err: Some("missing additional subprotocol"), after: Some(&["base64url.bearer.authorization.k8s.io.dG9rZW4"]) },
+            Case { name: "two tokens on one line", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4, base64url.bearer.authorization.k8s.io.dG9rZW4, x"], outcome: MustNotBeCalled, ok: false, err: Some("multiple base64.bearer.authorization tokens specified"), after: None },
+            Case { name: "two tokens across lines", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4, x", "base64url.bearer.authorization.k8s.io.dG9rZW4"], outcome: MustNotBeCalled, ok: false, err: Some("multiple base64.bearer.authorization tokens specified"), after: None },
+            Case { name: "padded base64", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4=, x"], outcome: MustNotBeCalled, ok: false, err: Some("invalid base64.bearer.authorization token encoding"), after: None },
+            Case { name: "standard alphabet", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.+/+/, x"], outcome: MustNotBeCalled, ok: false, err: Some("invalid base64.bearer.authorization token encoding"), after: None },
+            Case { name: "not utf-8", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io._w, x"], outcome: MustNotBeCalled, ok: false, err: Some("invalid base64.bearer.authorization token"), after: None },
+            Case { name: "browser comma and space", connection: &["Upgrade"], protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4, base64.binary.k8s.io"], outcome: User("user"), ok: true, err: None, after: Some(&["base64.binary.k8s.io"]) },
+            Case { name: "empty other entry counts", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4, "], outcome: User("user"), ok: true, err: None, after: Some(&[""]) },
+            Case { name: "keep-alive, Upgrade", connection: &["keep-alive, Upgrade"], protocols: &[TOKEN_DUMMY], outcome: User("user"), ok: true, err: None, after: Some(&["dummy"]) },
+            Case { name: "not an upgrade", connection: &["keep-alive"], protocols: &[TOKEN_DUMMY], outcome: MustNotBeCalled, ok: false, err: None, after: Some(&[TOKEN_DUMMY]) },
+        ];
+        for c in cases {
+            let a = WebSocketProtocol::new(TokenFn::expecting("token", c.outcome));
+            let out = a.authenticate_request(request(c.connection, c.protocols)).await;
+            assert_eq!(matches!(out.result, Ok(Some(_))), c.ok, "{}: {:?}", c.name, out.result);
+            match (c.err, &out.result) {
+                (Some(msg), Err(e)) => assert_eq!(e.to_string(), msg, "{}", c.name),
+                (None, Err(e)) => panic!("{}: unexpected error {e}", c.name),
+                (Some(msg), Ok(_)) => panic!("{}: expected error {msg}", c.name),
+                (None, Ok(_)) => {}
+            }
+            if let Some(after) = c.after {
+                assert_eq!(protocols(&out.parts), after, "{}", c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn upgrade_detection() {
+        let h = |up: &str, conn: &[&str]| {
+            let mut b = http::Request::get("/").header(UPGRADE, up);
+            for c in conn {
+                b = b.header(CONNECTION, *c);
+            }
+            is_websocket_request(b.body(()).unwrap().headers())
+        };
+        assert!(h("websocket", &["Upgrade"]));
+        assert!(h("WebSocket", &["keep-alive, upgrade"]));
+        assert!(h("websocket", &["not", "upgrade"]));
+        assert!(!h("h2c", &["upgrade"]));
+        assert!(!h("websocket", &["keep-alive"]));
+        assert!(!h("websocket", &[]));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_protocol_header(lines in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..48), 0..4)) {
+            let mut parts = request(UP, &[]);
+            for l in &lines {
+                if let Ok(v) = HeaderValue::from_bytes(l) {
+                    parts.headers.append(SEC_WEBSOCKET_PROTOCOL, v);
+                }
+            }
+            let a = WebSocketProtocol::new(TokenFn::any(Outcome::UserAny("u")));
+            let _ = a.authenticate_request(parts).into_ready();
+        }
+
+        #[test]
+        fn round_trips_any_token(token in "[ -~]{1,40}", other in "[a-z.0-9]{1,20}") {
+            let entry = format!("{WEBSOCKET_BEARER_PROTOCOL_PREFIX}{}", RAW_URL.encode(&token));
+            let parts = request(UP, &[&format!("{entry}, {other}")]);
+            let (got, rest) = protocol_token(&parts.headers).unwrap().unwrap();
+            proptest::prop_assert_eq!(got, token);
+            proptest::prop_assert_eq!(rest, other);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The authentication middleware: [`AuthnLayer`] and [`AuthnService`].
+//!
+//! The service runs the authenticator on the request head. On success it attaches
+//! [`UserInfo`](crate::UserInfo) to the request extensions, removes `Authorization` and the
+//! standard front-proxy headers (`X-Remote-User`, `X-Remote-Uid`, `X-Remote-Group`,
+//! `X-Remote-Extra-*`) as Kubernetes does, and calls the inner service. Otherwise it answers
+//! `401` with the Kubernetes `Status` body and never calls the inner service.
+//!
+//! # Security
+//! A rejected request never reaches the inner service. Rejection reasons are logged at debug
+//! level under the target `kube_authn::rejected`, never with the credential.
+
+mod body;
+mod future;
+#[allow(clippy::module_inception)]
+mod layer;
+mod service;
+
+pub use body::ResponseBody;
+pub use future::ResponseFuture;
+pub use layer::AuthnLayer;
+pub use service::AuthnService;
+
+use std::time::Instant;
+
+use http::request::Parts;
+use http::{HeaderName, Response};
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::{Audiences, AuthnError, RequestOutcome, UserInfo};
+
+/// What the service needs besides the authenticator; shared behind an `Arc`.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) audiences: Option<Audiences>,
+    pub(crate) metrics: crate::metrics::AuthnMetrics,
+}
+
+static STRIPPED: [HeaderName; 3] = [
+    HeaderName::from_static("x-remote-user"),
+    HeaderName::from_static("x-remote-uid"),
+    HeaderName::from_static("x-remote-group"),
+];
+const EXTRA_PREFIX: &[u8] = b"x-remote-extra-";
+
+impl Settings {
+    /// Decides a finished authentication: the head to pass on, or the 401 response.
+    pub(crate) fn decide(
+        &self,
+        outcome: RequestOutcome,
+        start: Instant,
+    ) -> Result<Parts, Response<Full<Bytes>>> {
+        let RequestOutcome { mut parts, result } = outcome;
+        let error = match result {
+            Ok(Some(auth)) => {
+                if let Some(api) = &self.audiences {
+                    if !auth.audiences.is_empty() && api.intersect(&auth.audiences).is_empty() {
+                        tracing::debug!(target: "kube_authn::rejected", api_audiences = ?api.as_slice(), token_audiences = ?auth.audiences.as_slice(), "unable to match the audience");
+                        self.metrics.record_error(start);
+                        return Err(crate::status::unauthorized(crate::status::is_pretty_print(&parts.uri, &parts.headers)));
+                    }
+                }
+                strip_credentials(&mut parts);
+                self.metrics.record_success(start, &auth.user);
+                parts.extensions.insert::<UserInfo>(auth.user);
+                return Ok(parts);
+            }
+            Ok(None) => None,
+            Err(e) => Some(e),
+        };
+        match &error {
+            Some(e) => {
+                log_rejection(&parts, e);
+                self.metrics.record_error(start);
+            }
+            None => {
+                tracing::debug!(target: "kube_authn::rejected", method = %parts.method, path = parts.uri.path(), "no credentials and anonymous access is disabled");
+                self.metrics.record_failure(start);
+            }
+        }
+        Err(crate::status::unauthorized(crate::status::is_pretty_print(&parts.uri, &parts.headers)))
+    }
+}
+
+fn log_rejection(parts: &Parts, error: &AuthnError) {
+    let strategies: Vec<&str> = match error {
+        AuthnError::Aggregate(agg) => agg.errors().iter().map(|e| e.strategy).collect(),
+        _ => Vec::new(),
+    };
+    tracing::debug!(target: "kube_authn::rejected", method = %parts.method, path = parts.uri.path(), kind = ?error.kind(), strategies = ?strategies, error = %error, "unable to authenticate the request");
+}
+
+/// Removes what Kubernetes' authentication filter removes after any successful authentication.
+fn strip_credentials(parts: &mut Parts) {
+    let headers = &mut parts.headers;
+    headers.remove(http::header::AUTHORIZATION);
+    for name in &STRIPPED {
+        headers.remove(name);
+    }
+    if headers
+        .keys()
+        .any(|k| k.as_str().as_bytes().starts_with(EXTRA_PREFIX))
+    {
+        let extra: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().as_bytes().starts_with(EXTRA_PREFIX))
+            .cloned()
+            .collect();
+        for name in extra {
+            headers.remove(name);
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! Hot reload of file-backed state: read -> parse -> validate -> `ArcSwap::store`.
+//!
+//! [`Reloading::watch`] loads a file once (that load must succeed), then a background thread
+//! watches the file's directory with `notify` (editors and Kubernetes ConfigMaps replace files by
+//! rename or by swapping a `..data` symlink), debounces bursts of events, and re-stats the file
+//! periodically as a fallback for events that never come. A file that fails to read or parse
+//! never replaces the current value: the error is logged with the file (and line, when the
+//! parser knows it), counted in `kube_authn_file_reloads_total{result="failure"}` and kept in
+//! [`Reloading::status`]. Readers do one lock-free `load()`; nothing on the request path waits
+//! for the disk or a lock.
+
+use std::fmt;
+use std::fs;
+use std::hash::{DefaultHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+/// Turns a file's bytes into a value. Errors should name the file and line.
+pub trait Parse: Send + Sync + 'static {
+    /// The parsed value.
+    type Output: Send + Sync + 'static;
+    /// Why the bytes were refused.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Parses the content of `path`.
+    fn parse(&self, path: &Path, bytes: &[u8]) -> Result<Self::Output, Self::Error>;
+}
+
+impl<F, T, E> Parse for F
+where
+    F: Fn(&Path, &[u8]) -> Result<T, E> + Send + Sync + 'static,
+    T: Send + Sync + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    type Output = T;
+    type Error = E;
+
+    fn parse(&self, path: &Path, bytes: &[u8]) -> Result<T, E> {
+        self(path, bytes)
+    }
+}
+
+/// Why a file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError<E: std::error::Error + 'static> {
+    /// The file could not be read.
+    #[error("unable to read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The content was refused by the parser.
+    #[error(transparent)]
+    Parse(E),
+    /// The watcher could not be started.
+    #[error("unable to watch {}: {source}", path.display())]
+    Watch {
+        /// The file.
+        path: PathBuf,
+        /// The notify error.
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// How a watched file is re-checked.
+#[derive(Clone, Debug)]
+pub struct ReloadOptions {
+    debounce: Duration,
+    poll_interval: Duration,
+}
+
+impl Default for ReloadOptions {
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_millis(100),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ReloadOptions {
+    /// How long the directory must be quiet after an event before the file is read
+    /// (default 100 ms), so a burst of writes is read once.
+    #[must_use]
+    pub fn debounce(mut self, debounce: Duration) -> Self {
+        self.debounce = debounce;
+        self
+    }
+
+    /// How often the file is re-stat'ed when no event arrives (default 1 s). A stat is one
+    /// syscall; the file is read only when its size, mtime or inode changed.
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+}
+
+/// What happened to a watched file so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// Successful reloads after the initial load.
+    pub reloads: u64,
+    /// Reloads refused (unreadable or invalid file); the previous value stayed.
+    pub failures: u64,
+    /// The last refusal, with file and line when known; cleared by the next successful reload.
+    pub last_error: Option<String>,
+}
+
+struct Shared {
+    path: PathBuf,
+    status: Mutex<ReloadStatus>,
+}
+
+/// Stops the watcher thread when the last [`Reloading`] clone is dropped.
+struct WatchGuard {
+    stop: Mutex<mpsc::Sender<Msg>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        let stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = stop.send(Msg::Stop);
+    }
+}
+
+enum Msg {
+    /// An event about our file itself: read it.
+    OurFile,
+    /// An event elsewhere in the directory: re-stat.
+    Directory,
+    Stop,
+}
+
+/// A value loaded from a file and kept current.
+pub struct Reloading<T> {
+    value: Arc<ArcSwap<T>>,
+    shared: Option<Arc<Shared>>,
+    _guard: Option<Arc<WatchGuard>>,
+}
+
+impl<T> Clone for Reloading<T> {
+    fn clone(&self) -> Self {
+        Self {
+            value: Arc::clone(&self.value),
+            shared: self.shared.clone(),
+            _guard: self._guard.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Reloading<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reloading")
+            .field("path", &self.shared.as_ref().map(|s| s.path.display().to_string()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + Sync + 'static> Reloading<T> {
+    /// A fixed value (no file).
+    pub fn fixed(value: T) -> Self {
+        Self {
+            value: Arc::new(ArcSwap::from_pointee(value)),
+            shared: None,
+            _guard: None,
+        }
+    }
+
+    /// Loads `path` once, without watching it.
+    pub fn load<P>(path: impl Into<PathBuf>, parser: P) -> Result<Self, LoadError<P::Error>>
+    where
+        P: Parse<Output = T>,
+    {
+        let path = path.into();
+        let bytes = read(&path)?;
+        let value = parser.parse(&path, &bytes).map_err(LoadError::Parse)?;
+        Ok(Self {
+            value: Arc::new(ArcSwap::from_pointee(value)),
+            shared: Some(Arc::new(Shared {
+                path,
+                status: Mutex::new(ReloadStatus::default()),
+            })),
+            _guard: None,
+        })
+    }
+
+    /// Loads `path` (this first load must succeed) and keeps the value current in a background
+    /// thread until the last clone of the returned value is dropped.
+    pub fn watch<P>(
+        path: impl Into<PathBuf>,
+        parser: P,
+        options: ReloadOptions,
+    ) -> Result<Self, LoadError<P::Error>>
+    where
+        P: Parse<Output = T>,
+    {
+        let path = path.into();
+        let bytes = read(&path)?;
+        let value = parser.parse(&path, &bytes).map_err(LoadError::Parse)?;
+        let value = Arc::new(ArcSwap::from_pointee(value));
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            status: Mutex::new(ReloadStatus::default()),
+        });
+
+        let (tx, rx) = mpsc::channel();
+        let watcher = start_watcher(&path, tx.clone()).map_err(|source| LoadError::Watch {
+            path: path.clone(),
+            source,
+        })?;
+        let mut state = WatchState {
+            id: FileId::of(&path),
+            hash: hash(&bytes),
+        };
+        let thread_value = Arc::clone(&value);
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("kube-authn-reload".into())
+            .spawn(move || {
+                watch_loop(&rx, &options, &mut state, &parser, &thread_value, &thread_shared);
+            })
+            .map_err(|source| LoadError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self {
+            value,
+            shared: Some(shared),
+            _guard: Some(Arc::new(WatchGuard {
+                stop: Mutex::new(tx),
+                _watcher: Some(watcher),
+            })),
+        })
+    }
+}
+
+impl<T> Reloading<T> {
+    /// The current value: one lock-free load.
+    pub fn current(&self) -> arc_swap::Guard<Arc<T>> {
+        self.value.load()
+    }
+
+    /// The current value as an owned `Arc`.
+    pub fn snapshot(&self) -> Arc<T> {
+        self.value.load_full()
+    }
+
+    /// The file, if the value came from one.
+    pub fn path(&self) -> Option<&Path> {
+        self.shared.as_deref().map(|s| s.path.as_path())
+    }
+
+    /// Reload counters and the last refusal.
+    pub fn status(&self) -> ReloadStatus {
+        self.shared
+            .as_ref()
+            .map(|s| s.status.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .unwrap_or_default()
+    }
+}
+
+fn read<E: std::error::Error>(path: &Path) -> Result<Vec<u8>, LoadError<E>> {
+    fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn hash(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
+}
+
+/// What a stat says about the file (following symlinks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+    device: u64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> Option<Self> {
+        let m = fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let (inode, device) = {
+            use std::os::unix::fs::MetadataExt;
+            (m.ino(), m.dev())
+        };
+        #[cfg(not(unix))]
+        let (inode, device) = (0, 0);
+        Some(Self {
+            len: m.len(),
+            modified: m.modified().ok(),
+            inode,
+            device,
+        })
+    }
+}
+
+struct WatchState {
+    id: Option<FileId>,
+    hash: u64,
+}
+
+fn start_watcher(path: &Path, tx: mpsc::Sender<Msg>) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().map(ToOwned::to_owned);
+    let tx = Mutex::new(tx);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        let ours = event
+            .paths
+            .iter()
+            .any(|p| p.file_name().is_some() && p.file_name() == name.as_deref());
+        let tx = tx.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = tx.send(if ours { Msg::OurFile } else { Msg::Directory });
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+fn watch_loop<P: Parse>(
+    rx: &mpsc::Receiver<Msg>,
+    options: &ReloadOptions,
+    state: &mut WatchState,
+    parser: &P,
+    value: &ArcSwap<P::Output>,
+    shared: &Shared,
+) {
+    loop {
+        let force = match rx.recv_timeout(options.poll_interval) {
+            Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => false,
+            Ok(first) => {
+                let mut force = matches!(first, Msg::OurFile);
+                // Debounce: wait until the directory has been quiet for a while.
+                loop {
+                    match rx.recv_timeout(options.debounce) {
+                        Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                        Ok(Msg::OurFile) => force = true,
+                        Ok(Msg::Directory) => {}
+                        Err(RecvTimeoutError::Timeout) => break,
+                    }
+                }
+                force
+            }
+        };
+        check(force, state, parser, value, shared);
+    }
+}
+
+fn check<P: Parse>(
+    force: bool,
+    state: &mut WatchState,
+    parser: &P,
+    value: &ArcSwap<P::Output>,
+    shared: &Shared,
+) {
+    let path = &shared.path;
+    let id = FileId::of(path);
+    if id.is_none() {
+        // Missing for now (mid-rename, or deleted): keep the current value, look again later.
+        tracing::debug!(path = %path.display(), "watched file is missing; keeping the current value");
+        state.id = None;
+        return;
+    }
+    if !force && id == state.id {
+        return;
+    }
+    state.id = id;
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            refuse(shared, format!("unable to read {}: {e}", path.display()));
+            return;
+        }
+    };
+    let h = hash(&bytes);
+    if h == state.hash {
+        return;
+    }
+    state.hash = h;
+    match parser.parse(path, &bytes) {
+        Ok(parsed) => {
+            value.store(Arc::new(parsed));
+            let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
+            status.reloads += 1;
+            status.last_error = None;
+            drop(status);
+            metrics::counter!("kube_authn_file_reloads_total", "result" => "success").increment(1);
+            tracing::info!(path = %path.display(), "reloaded");
+        }
+        Err(e) => refuse(shared, e.to_string()),
+    }
+}
+
+fn refuse(shared: &Shared, message: String) {
+    tracing::error!(path = %shared.path.display(), error = %message, "refused to reload; keeping the previous content");
+    metrics::counter!("kube_authn_file_reloads_total", "result" => "failure").increment(1);
+    let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
+    status.failures += 1;
+    status.last_error = Some(message);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Bad(String);
+
+    fn numbers(path: &Path, bytes: &[u8]) -> Result<Vec<u32>, Bad> {
+        let text = std::str::from_utf8(bytes).map_err(|_| Bad(format!("{}: not utf-8", path.display())))?;
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| l.trim().parse().map_err(|_| Bad(format!("{}:{}: not a number", path.display(), i + 1))))
+            .collect()
+    }
+
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            assert!(start.elapsed() < Duration::from_secs(5), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn opts() -> ReloadOptions {
+        ReloadOptions::default().debounce(Duration::from_millis(20)).poll_interval(Duration::from_millis(200))
+    }
+
+    #[test]
+    fn initial_load_must_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n");
+        let err = Reloading::watch(&path, numbers, opts()).unwrap_err();
+        assert!(err.to_string().starts_with("unable to read"), "{err}");
+        fs::write(&path, "1\nx\n").unwrap();
+        let err = Reloading::watch(&path, numbers, opts()).unwrap_err();
+        assert!(err.to_string().ends_with("/n:2: not a number"), "{err}");
+    }
+
+    #[test]
+    fn in_place_rewrite_rename_and_bad_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n");
+        fs::write(&path, "1\n").unwrap();
+        let r = Reloading::watch(&path, numbers, opts()).unwrap();
+        assert_eq!(*r.current().as_ref(), vec![1]);
+
+        fs::write(&path, "1\n2\n").unwrap();
+        wait_for("in-place rewrite", || *r.current().as_ref() == vec![1, 2]);
+
+        let tmp = dir.path().join(".n.tmp");
+        fs::write(&tmp, "3\n").unwrap();
+        fs::rename(&tmp, &path).unwrap();
+        wait_for("rename", || *r.current().as_ref() == vec![3]);
+
+        fs::write(&path, "4\noops\n").unwrap();
+        wait_for("refusal", || r.status().failures == 1);
+        assert_eq!(*r.current().as_ref(), vec![3], "a bad file never replaces a good one");
+        let err = r.status().last_error.unwrap();
+        assert!(err.ends_with("/n:2: not a number"), "{err}");
+
+        fs::write(&path, "5\n").unwrap();
+        wait_for("recovery", || *r.current().as_ref() == vec![5]);
+        assert_eq!(r.status().last_error, None);
+        assert_eq!(r.status().reloads, 3);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn configmap_symlink_swap() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("..v1")).unwrap();
+        fs::write(d.join("..v1/n"), "1\n").unwrap();
+        symlink("..v1", d.join("..data")).unwrap();
+        symlink("..data/n", d.join("n")).unwrap();
+        let r = Reloading::watch(d.join("n"), numbers, opts()).unwrap();
+        assert_eq!(*r.current().as_ref(), vec![1]);
+
+        // What the kubelet does: write a new timestamped dir, then atomically swap ..data.
+        fs::create_dir(d.join("..v2")).unwrap();
+        fs::write(d.join("..v2/n"), "2\n").unwrap();
+        symlink("..v2", d.join("..data_tmp")).unwrap();
+        fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+        fs::remove_dir_all(d.join("..v1")).unwrap();
+        wait_for("symlink swap", || *r.current().as_ref() == vec![2]);
+    }
+
+    #[test]
+    fn the_watcher_stops_with_the_last_clone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n");
+        fs::write(&path, "1\n").unwrap();
+        let r = Reloading::watch(&path, numbers, opts()).unwrap();
+        let value = Arc::clone(&r.value);
+        drop(r);
+        wait_for("thread exit", || Arc::strong_count(&value) == 1);
+    }
+}
