@@ -61,6 +61,8 @@ mod anonymous;
 mod authenticator;
 pub mod credentials;
 mod error;
+#[cfg(feature = "axum")]
+pub mod extract;
 mod future;
 mod group;
 pub mod layer;

@@ -1,1 +1,148 @@
-fn main() {}
+//! `mini-apiserver`: a small kube-apiserver look-alike that authenticates with kube-authn.
+//!
+//! It speaks enough of the Kubernetes API for real clients (kubectl, the Python client, a
+//! browser websocket): discovery, `SelfSubjectReview` (`kubectl auth whoami`), pods in memory
+//! with watch, and pod logs with follow, over chunked HTTP and websocket. It takes the
+//! kube-apiserver flags of the strategies that are built, and refuses the others.
+
+#![forbid(unsafe_code)]
+
+mod api;
+mod flags;
+mod policy;
+mod store;
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use kube_authn::{AuthnBuilder, AuthnConfig, AuthnLayer};
+
+use crate::flags::Flags;
+use crate::tls::BoxError;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = Flags::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: unable to start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(flags)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The demo token file written when no authentication flag is given.
+fn demo_token_file(dir: &Path) -> Result<(PathBuf, String), BoxError> {
+    let path = dir.join("demo-tokens.csv");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(token) = text.lines().next().and_then(|l| l.split(',').next()).filter(|t| !t.is_empty()) {
+            return Ok((path, token.to_owned()));
+        }
+    }
+    let mut bytes = [0u8; 24];
+    rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| "unable to generate a random token")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&path, format!("{token},admin,admin-uid,\"system:masters\"\n"))?;
+    Ok((path, token))
+}
+
+async fn run(flags: Flags) -> Result<(), BoxError> {
+    if let Some((flag, why)) = flags.later.refused() {
+        return Err(format!("flag {flag} is not supported by this build: {why}").into());
+    }
+    // The recorder first: layers take their metric handles when they are built.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("unable to install the metrics recorder: {e}"))?;
+
+    let serving = tls::serving_cert(flags.tls_cert_file.as_deref(), flags.tls_private_key_file.as_deref(), &flags.cert_dir)?;
+    let tls_config = tls::server_config(&serving)?;
+
+    let config = match &flags.config {
+        Some(path) => AuthnConfig::from_file(path)?,
+        None => AuthnConfig::default(),
+    };
+    let mut builder = AuthnBuilder::from_config(&config);
+    let mut demo_token = None;
+    let any_strategy = flags.token_auth_file.is_some()
+        || flags.basic_auth_file.is_some()
+        || config.token_auth_file.is_some()
+        || config.basic_auth_file.is_some();
+    if let Some(path) = &flags.token_auth_file {
+        builder = builder.token_file(path);
+    }
+    if let Some(path) = &flags.basic_auth_file {
+        builder = builder.password_file(path);
+    }
+    if !any_strategy {
+        let (path, token) = demo_token_file(&flags.cert_dir)?;
+        builder = builder.token_file(&path);
+        demo_token = Some((path, token));
+    }
+    if flags.config.is_none() || flags.anonymous_auth_given() {
+        builder = builder.anonymous(flags.anonymous_auth);
+    }
+    if !flags.api_audiences.is_empty() {
+        builder = builder.api_audiences(flags.api_audiences.clone());
+    }
+    let authn: AuthnLayer = builder.build()?;
+
+    let addr = SocketAddr::new(flags.bind_address, flags.secure_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("unable to listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+
+    let store = store::Store::new();
+    store.spawn_simulator(Duration::from_millis(flags.log_line_interval_ms));
+    let state = api::AppState {
+        store,
+        metrics: Arc::new(metrics),
+        server_address: local.to_string(),
+    };
+    let app = api::router(state)
+        .layer(axum::middleware::from_fn(policy::default_policy))
+        .layer(authn);
+
+    let host = match local.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let server = format!("https://{host}:{}", local.port());
+    if let Some(ca) = &serving.ca_file {
+        eprintln!("Generated a self-signed CA: trust {} (kubectl --certificate-authority, curl --cacert)", ca.display());
+    }
+    if let Some((path, token)) = &demo_token {
+        let ca = serving.ca_file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<your CA>".into());
+        eprintln!("No authentication flags: wrote a demo token file {} (user admin, group system:masters)", path.display());
+        eprintln!("  kubectl --server {server} --certificate-authority {ca} --token {token} auth whoami");
+        eprintln!("  curl --cacert {ca} -H 'Authorization: Bearer {token}' {server}/api/v1/namespaces/default/pods");
+    }
+    println!("Serving securely on {local}");
+    tls::serve(listener, tls_config, app).await?;
+    Ok(())
+}

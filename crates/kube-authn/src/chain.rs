@@ -1,0 +1,252 @@
+//! [`Authenticator`]: the assembled chain, and [`AuthnBuilder`] that assembles it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kube_authn_core::reload::ReloadOptions;
+use kube_authn_core::{
+    Anonymous, AuthenticatePassword, AuthenticateRequest, AuthenticateToken,
+    AuthenticatedGroupAdder, AuthnFuture, BasicAuth, BearerToken, RequestOutcome, TokenUnion,
+    Union, WebSocketProtocol, WithAnonymous,
+};
+use kube_authn_static::{PasswordFile, TokenFile};
+
+use crate::{AuthnConfig, AuthnLayer};
+
+/// The authentication chain Kubernetes assembles: request authenticators in order (custom ones,
+/// HTTP basic), then the token authenticators read from `Authorization: Bearer` and then from
+/// the websocket protocol, all in one union; `system:authenticated` added to every user; then
+/// anonymous, only when no authenticator errored.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    inner: Inner,
+}
+
+#[derive(Clone, Debug)]
+enum Inner {
+    Plain(AuthenticatedGroupAdder<Union>),
+    Anonymous(WithAnonymous<AuthenticatedGroupAdder<Union>>),
+}
+
+impl AuthenticateRequest for Authenticator {
+    fn authenticate_request(&self, parts: http::request::Parts) -> AuthnFuture<RequestOutcome> {
+        match &self.inner {
+            Inner::Plain(a) => a.authenticate_request(parts),
+            Inner::Anonymous(a) => a.authenticate_request(parts),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "chain"
+    }
+}
+
+/// Why a chain could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A strategy's file or settings were refused.
+    #[error("{strategy}: {source}")]
+    Strategy {
+        /// Which strategy.
+        strategy: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The configuration was refused.
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
+}
+
+/// Builds an [`AuthnLayer`] over an [`Authenticator`].
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("tokens.csv");
+/// # std::fs::write(&path, "s3cret,alice,1,\"devs\"\n")?;
+/// use kube_authn::AuthnLayer;
+/// let layer = AuthnLayer::builder()
+///     .token_file(&path)   // watched and hot-reloaded
+///     .anonymous(false)    // the default
+///     .build()?;
+/// # let _ = layer; Ok(()) }
+/// ```
+#[derive(Default)]
+#[must_use]
+pub struct AuthnBuilder {
+    requests: Vec<Arc<dyn AuthenticateRequest>>,
+    tokens: Vec<Arc<dyn AuthenticateToken>>,
+    passwords: Vec<Arc<dyn AuthenticatePassword>>,
+    token_files: Vec<PathBuf>,
+    password_files: Vec<PathBuf>,
+    anonymous: Option<Anonymous>,
+    api_audiences: Vec<String>,
+    reload: Option<ReloadOptions>,
+}
+
+impl std::fmt::Debug for AuthnBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthnBuilder")
+            .field("token_files", &self.token_files)
+            .field("password_files", &self.password_files)
+            .field("anonymous", &self.anonymous.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthnBuilder {
+    /// An empty builder: no strategy, anonymous off, files hot-reloaded.
+    pub fn new() -> Self {
+        Self {
+            reload: Some(ReloadOptions::default()),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a static token file (`token,user,uid,"group1,group2"`).
+    pub fn token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token_files.push(path.into());
+        self
+    }
+
+    /// Adds a static password file for HTTP basic (`password,user,uid,"group1,group2"`).
+    pub fn password_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.password_files.push(path.into());
+        self
+    }
+
+    /// Adds a token authenticator (read from bearer and websocket tokens, after the token files).
+    pub fn token(mut self, auth: impl AuthenticateToken) -> Self {
+        self.tokens.push(Arc::new(auth));
+        self
+    }
+
+    /// Adds a password authenticator (read from HTTP basic credentials).
+    pub fn password(mut self, auth: impl AuthenticatePassword) -> Self {
+        self.passwords.push(Arc::new(auth));
+        self
+    }
+
+    /// Adds a request authenticator; request authenticators run before the token chain, in the
+    /// order they were added.
+    pub fn request(mut self, auth: impl AuthenticateRequest) -> Self {
+        self.requests.push(Arc::new(auth));
+        self
+    }
+
+    /// Enables or disables anonymous access for every path (default: disabled).
+    pub fn anonymous(mut self, enabled: bool) -> Self {
+        self.anonymous = enabled.then(Anonymous::new);
+        self
+    }
+
+    /// Enables anonymous access only for these exact paths.
+    pub fn anonymous_paths<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.anonymous = Some(Anonymous::with_paths(paths));
+        self
+    }
+
+    /// Sets the API audiences (`--api-audiences`).
+    pub fn api_audiences<I, S>(mut self, audiences: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.api_audiences = audiences.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How files are watched; `None` loads them once without watching (default: watched with
+    /// [`ReloadOptions::default`]).
+    pub fn reload(mut self, options: Option<ReloadOptions>) -> Self {
+        self.reload = options;
+        self
+    }
+
+    /// The builder of a configuration.
+    pub fn from_config(config: &AuthnConfig) -> Self {
+        let mut b = Self::new();
+        b.token_files.extend(config.token_auth_file.iter().cloned());
+        b.password_files.extend(config.basic_auth_file.iter().cloned());
+        if config.anonymous.enabled {
+            b.anonymous = Some(Anonymous::with_paths(
+                config.anonymous.conditions.iter().map(|c| c.path.clone()),
+            ));
+        }
+        b.api_audiences = config.api_audiences.clone();
+        if !config.reload.0 {
+            b.reload = None;
+        }
+        b
+    }
+
+    /// Loads the files (each must load) and assembles the chain.
+    pub fn build_authenticator(self) -> Result<Authenticator, BuildError> {
+        let mut tokens: Vec<Arc<dyn AuthenticateToken>> = Vec::new();
+        for path in &self.token_files {
+            let file = match &self.reload {
+                Some(options) => TokenFile::watch(path, options.clone()),
+                None => TokenFile::load(path),
+            }
+            .map_err(|e| BuildError::Strategy {
+                strategy: "token file",
+                source: Box::new(e),
+            })?;
+            tokens.push(Arc::new(file));
+        }
+        tokens.extend(self.tokens);
+
+        let mut passwords: Vec<Arc<dyn AuthenticatePassword>> = Vec::new();
+        for path in &self.password_files {
+            let file = match &self.reload {
+                Some(options) => PasswordFile::watch(path, options.clone()),
+                None => PasswordFile::load(path),
+            }
+            .map_err(|e| BuildError::Strategy {
+                strategy: "password file",
+                source: Box::new(e),
+            })?;
+            passwords.push(Arc::new(file));
+        }
+        passwords.extend(self.passwords);
+
+        // Kubernetes order: front proxy and custom request authenticators, basic auth, x509,
+        // then the token chain (bearer, then websocket).
+        let mut members = self.requests;
+        for p in passwords {
+            members.push(Arc::new(BasicAuth::new(p)));
+        }
+        if !tokens.is_empty() {
+            let chain: Arc<dyn AuthenticateToken> = if tokens.len() == 1 {
+                tokens.remove(0)
+            } else {
+                Arc::new(TokenUnion::new(tokens))
+            };
+            members.push(Arc::new(BearerToken::new(Arc::clone(&chain))));
+            members.push(Arc::new(WebSocketProtocol::new(chain)));
+        }
+        let chain = AuthenticatedGroupAdder::new(Union::new(members));
+        let inner = match self.anonymous {
+            Some(anonymous) => Inner::Anonymous(WithAnonymous::new(chain, anonymous)),
+            None => Inner::Plain(chain),
+        };
+        Ok(Authenticator { inner })
+    }
+
+    /// Loads the files and builds the layer.
+    pub fn build(self) -> Result<AuthnLayer, BuildError> {
+        let audiences = self.api_audiences.clone();
+        let layer = AuthnLayer::new(self.build_authenticator()?);
+        Ok(if audiences.is_empty() {
+            layer
+        } else {
+            layer.api_audiences(audiences)
+        })
+    }
+}

@@ -1,0 +1,199 @@
+//! [`AuthnConfig`]: the whole authentication policy as a YAML file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The authentication policy: which strategies run, with what files.
+///
+/// ```yaml
+/// # authn.yaml
+/// tokenAuthFile: /etc/kube-authn/tokens.csv     # token,user,uid,"group1,group2"
+/// basicAuthFile: /etc/kube-authn/passwords.csv  # password,user,uid,"group1,group2"
+/// anonymous:
+///   enabled: true
+///   conditions:                                  # optional: only these exact paths
+///   - path: /healthz
+/// apiAudiences: []
+/// reload: true                                   # hot-reload files (default true)
+/// ```
+///
+/// Unknown fields are refused, so a typo stops the server at start with the reason.
+/// Anonymous access is **off** by default in the library (a router without authorization would
+/// otherwise serve everyone); the mini API server turns it on, as kube-apiserver does.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AuthnConfig {
+    /// Anonymous access.
+    pub anonymous: AnonymousConfig,
+    /// Static token file (kube-apiserver `--token-auth-file`).
+    pub token_auth_file: Option<PathBuf>,
+    /// Static password file for HTTP basic (kube-apiserver's former `--basic-auth-file`).
+    pub basic_auth_file: Option<PathBuf>,
+    /// The server's API audiences (`--api-audiences`).
+    pub api_audiences: Vec<String>,
+    /// Whether files are watched and hot-reloaded (default true).
+    pub reload: Reload,
+}
+
+/// Whether files are hot-reloaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Reload(pub bool);
+
+impl Default for Reload {
+    fn default() -> Self {
+        Self(true)
+    }
+}
+
+/// Anonymous access (the `anonymous` block of Kubernetes' `AuthenticationConfiguration`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AnonymousConfig {
+    /// Whether requests without credentials are authenticated as `system:anonymous`.
+    pub enabled: bool,
+    /// When non-empty, anonymous access is allowed only for these exact paths.
+    pub conditions: Vec<AnonymousCondition>,
+}
+
+/// One allowed path for anonymous requests.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AnonymousCondition {
+    /// The exact request path.
+    pub path: String,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("unable to read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or has unknown or mistyped fields.
+    #[error("invalid configuration {}: {source}", path.display())]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// The YAML error (with line and column).
+        #[source]
+        source: serde_saphyr::Error,
+    },
+    /// A semantic error.
+    #[error("invalid configuration {}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: &'static str,
+    },
+}
+
+impl AuthnConfig {
+    /// Reads and validates a YAML file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(path, &text)
+    }
+
+    /// Parses and validates YAML; `path` is only used in messages. Relative file paths in the
+    /// configuration are resolved against the directory of `path`.
+    pub fn from_yaml(path: impl AsRef<Path>, yaml: &str) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let mut config: AuthnConfig = if yaml.trim().is_empty() {
+            AuthnConfig::default()
+        } else {
+            serde_saphyr::from_str(yaml).map_err(|source| ConfigError::Yaml {
+                path: path.to_owned(),
+                source,
+            })?
+        };
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        if let Some(dir) = path.parent() {
+            for file in [&mut config.token_auth_file, &mut config.basic_auth_file].into_iter().flatten() {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), &'static str> {
+        if !self.anonymous.enabled && !self.anonymous.conditions.is_empty() {
+            return Err("anonymous.conditions: Invalid value: enabled should be set to true when conditions are defined");
+        }
+        if self.anonymous.conditions.iter().any(|c| c.path.is_empty()) {
+            return Err("anonymous.conditions[].path: Required value");
+        }
+        if self.api_audiences.iter().any(|a| a.is_empty()) {
+            return Err("apiAudiences: Invalid value: an audience must not be empty");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = AuthnConfig::from_yaml(
+            "/etc/kube-authn/authn.yaml",
+            "tokenAuthFile: tokens.csv\nbasicAuthFile: /abs/passwords.csv\nanonymous:\n  enabled: true\n  conditions:\n  - path: /healthz\nreload: false\n",
+        )
+        .unwrap();
+        assert_eq!(c.token_auth_file.as_deref(), Some(Path::new("/etc/kube-authn/tokens.csv")));
+        assert_eq!(c.basic_auth_file.as_deref(), Some(Path::new("/abs/passwords.csv")));
+        assert!(c.anonymous.enabled);
+        assert_eq!(c.anonymous.conditions[0].path, "/healthz");
+        assert_eq!(c.reload, Reload(false));
+    }
+
+    #[test]
+    fn empty_file_is_the_default_and_anonymous_is_off() {
+        let c = AuthnConfig::from_yaml("a.yaml", "").unwrap();
+        assert_eq!(c, AuthnConfig::default());
+        assert!(!c.anonymous.enabled);
+        assert!(c.reload.0);
+    }
+
+    #[test]
+    fn refuses_unknown_fields_with_the_reason() {
+        let e = AuthnConfig::from_yaml("a.yaml", "tokenFile: x\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("invalid configuration a.yaml:"), "{msg}");
+        assert!(msg.contains("tokenFile"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_conditions_without_enabled() {
+        let e = AuthnConfig::from_yaml("a.yaml", "anonymous:\n  conditions:\n  - path: /x\n").unwrap_err();
+        assert!(e.to_string().contains("enabled should be set to true when conditions are defined"), "{e}");
+    }
+
+    #[test]
+    fn refuses_wrong_types() {
+        let e = AuthnConfig::from_yaml("a.yaml", "anonymous: yes-please\n").unwrap_err();
+        assert!(matches!(e, ConfigError::Yaml { .. }), "{e}");
+    }
+}

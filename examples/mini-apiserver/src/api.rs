@@ -1,0 +1,333 @@
+//! The API: discovery, SelfSubjectReview, pods with watch and logs (chunked HTTP and websocket),
+//! health and metrics.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use futures_util::stream::{self, Stream, StreamExt};
+use kube_authn::UserInfo;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use crate::store::{Store, StoreError};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Store,
+    pub(crate) metrics: Arc<metrics_exporter_prometheus::PrometheusHandle>,
+    pub(crate) server_address: String,
+}
+
+/// The routes behind authentication and the default policy.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ok))
+        .route("/livez", get(ok))
+        .route("/readyz", get(ok))
+        .route("/metrics", get(metrics))
+        .route("/version", get(version))
+        .route("/api", get(api_versions))
+        .route("/api/v1", get(core_v1))
+        .route("/apis", get(api_groups))
+        .route("/apis/authentication.k8s.io", get(authentication_group))
+        .route("/apis/authentication.k8s.io/{version}", get(authentication_resources))
+        .route("/apis/authentication.k8s.io/{version}/selfsubjectreviews", post(self_subject_review))
+        .route("/api/v1/namespaces/{ns}/pods", get(list_pods).post(create_pod))
+        .route("/api/v1/namespaces/{ns}/pods/{name}", get(get_pod).put(replace_pod).delete(delete_pod))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// A Kubernetes `Status` error response.
+pub(crate) fn status(code: StatusCode, reason: &str, message: &str, details: Option<Value>) -> Response {
+    let mut body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code.as_u16(),
+    });
+    if let Some(d) = details {
+        body["details"] = d;
+    }
+    (code, Json(body)).into_response()
+}
+
+fn store_error(e: StoreError, name: &str) -> Response {
+    match e {
+        StoreError::NotFound => status(StatusCode::NOT_FOUND, "NotFound", &format!("pods \"{name}\" not found"), Some(json!({"name": name, "kind": "pods"}))),
+        StoreError::AlreadyExists => status(StatusCode::CONFLICT, "AlreadyExists", &format!("pods \"{name}\" already exists"), Some(json!({"name": name, "kind": "pods"}))),
+        StoreError::Invalid(why) => status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &format!("Pod \"{name}\" is invalid: {why}"), None),
+    }
+}
+
+async fn not_found() -> Response {
+    status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource", Some(json!({})))
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({
+        "major": "1", "minor": "33", "gitVersion": "v1.33.0-kube-authn",
+        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+        "buildDate": "2026-11-23T00:00:00Z", "goVersion": "rust", "compiler": "rustc",
+        "platform": "linux/amd64",
+    }))
+}
+
+async fn api_versions(State(s): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "kind": "APIVersions", "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": s.server_address}],
+    }))
+}
+
+async fn core_v1() -> Json<Value> {
+    Json(json!({
+        "kind": "APIResourceList", "groupVersion": "v1",
+        "resources": [
+            {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
+             "verbs": ["create", "delete", "get", "list", "update", "watch"], "shortNames": ["po"], "categories": ["all"]},
+            {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
+        ],
+    }))
+}
+
+fn authentication_group_json() -> Value {
+    json!({
+        "name": "authentication.k8s.io",
+        "versions": [{"groupVersion": "authentication.k8s.io/v1", "version": "v1"}],
+        "preferredVersion": {"groupVersion": "authentication.k8s.io/v1", "version": "v1"},
+    })
+}
+
+async fn api_groups() -> Json<Value> {
+    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [authentication_group_json()]}))
+}
+
+async fn authentication_group() -> Json<Value> {
+    let mut g = authentication_group_json();
+    g["kind"] = json!("APIGroup");
+    g["apiVersion"] = json!("v1");
+    Json(g)
+}
+
+async fn authentication_resources(Path(version): Path<String>) -> Response {
+    if !matches!(version.as_str(), "v1" | "v1beta1") {
+        return not_found().await;
+    }
+    Json(json!({
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("authentication.k8s.io/{version}"),
+        "resources": [{"name": "selfsubjectreviews", "singularName": "selfsubjectreview", "namespaced": false,
+                        "kind": "SelfSubjectReview", "verbs": ["create"]}],
+    }))
+    .into_response()
+}
+
+/// `kubectl auth whoami`: any body (kubectl sends protobuf), JSON back, 201.
+async fn self_subject_review(Path(version): Path<String>, user: UserInfo) -> Response {
+    if !matches!(version.as_str(), "v1" | "v1beta1") {
+        return not_found().await;
+    }
+    let body = json!({
+        "kind": "SelfSubjectReview",
+        "apiVersion": format!("authentication.k8s.io/{version}"),
+        "metadata": {"creationTimestamp": crate::store::rfc3339(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))},
+        "status": {"userInfo": user},
+    });
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListParams {
+    watch: Option<String>,
+    resource_version: Option<String>,
+    timeout_seconds: Option<u64>,
+}
+
+fn truthy(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("true" | "1" | "t" | "True" | "TRUE"))
+}
+
+async fn list_pods(
+    State(s): State<AppState>,
+    Path(ns): Path<String>,
+    Query(q): Query<ListParams>,
+    ws: Option<WebSocketUpgrade>,
+) -> Response {
+    if truthy(&q.watch) {
+        let since = q.resource_version.as_deref().and_then(|v| v.parse().ok());
+        let (initial, rx) = s.store.watch(&ns, since);
+        let events = watch_stream(initial, rx, ns, q.timeout_seconds);
+        return match ws {
+            Some(ws) => websocket(ws, events.map(|v| Bytes::from(format!("{v}\n")))),
+            None => chunked("application/json", events.map(|v| Bytes::from(format!("{v}\n")))),
+        };
+    }
+    let (items, rv) = s.store.list(&ns);
+    Json(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv.to_string()}, "items": items}))
+        .into_response()
+}
+
+fn watch_stream(
+    initial: Vec<Value>,
+    rx: broadcast::Receiver<crate::store::Event>,
+    ns: String,
+    timeout: Option<u64>,
+) -> impl Stream<Item = Value> + Send + 'static {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + Duration::from_secs(t));
+    let live = stream::unfold((rx, ns), move |(mut rx, ns)| async move {
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                    Ok(r) => r,
+                    Err(_) => return None,
+                },
+                None => rx.recv().await,
+            };
+            match next {
+                Ok(e) if e.namespace == ns => return Some((e.to_json(), (rx, ns))),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    stream::iter(initial).chain(live)
+}
+
+async fn create_pod(State(s): State<AppState>, Path(ns): Path<String>, body: Bytes) -> Response {
+    let Ok(object) = serde_json::from_slice::<Value>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "the body is not a JSON Pod", None);
+    };
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    match s.store.put(&ns, object, None) {
+        Ok(pod) => (StatusCode::CREATED, Json(pod)).into_response(),
+        Err(e) => store_error(e, &name),
+    }
+}
+
+async fn replace_pod(State(s): State<AppState>, Path((ns, name)): Path<(String, String)>, body: Bytes) -> Response {
+    let Ok(object) = serde_json::from_slice::<Value>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "the body is not a JSON Pod", None);
+    };
+    match s.store.put(&ns, object, Some(&name)) {
+        Ok(pod) => Json(pod).into_response(),
+        Err(e) => store_error(e, &name),
+    }
+}
+
+async fn get_pod(State(s): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Response {
+    match s.store.get(&ns, &name) {
+        Some(pod) => Json(pod).into_response(),
+        None => store_error(StoreError::NotFound, &name),
+    }
+}
+
+async fn delete_pod(State(s): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Response {
+    match s.store.delete(&ns, &name) {
+        Ok(pod) => Json(pod).into_response(),
+        Err(e) => store_error(e, &name),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogParams {
+    follow: Option<String>,
+    tail_lines: Option<usize>,
+}
+
+async fn pod_log(
+    State(s): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<LogParams>,
+    ws: Option<WebSocketUpgrade>,
+) -> Response {
+    let Some((lines, rx)) = s.store.logs(&ns, &name, q.tail_lines) else {
+        return store_error(StoreError::NotFound, &name);
+    };
+    let past = stream::iter(lines.into_iter().map(|l| Bytes::from(l.as_bytes().to_vec())));
+    let body: std::pin::Pin<Box<dyn Stream<Item = Bytes> + Send>> = if truthy(&q.follow) {
+        let store = s.store.clone();
+        let live = stream::unfold((rx, store, ns, name), |(mut rx, store, ns, name)| async move {
+            loop {
+                match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                    Ok(Ok(l)) if l.namespace == ns && l.pod == name => {
+                        return Some((Bytes::from(l.line.as_bytes().to_vec()), (rx, store, ns, name)));
+                    }
+                    Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                    // Quiet for a while: end the stream if the pod is gone.
+                    Err(_) if !store.exists(&ns, &name) => return None,
+                    Err(_) => continue,
+                }
+            }
+        });
+        Box::pin(past.chain(live))
+    } else {
+        Box::pin(past)
+    };
+    match ws {
+        Some(ws) => websocket(ws, body),
+        None => chunked("text/plain", body),
+    }
+}
+
+fn chunked(content_type: &'static str, body: impl Stream<Item = Bytes> + Send + 'static) -> Response {
+    let mut r = Response::new(Body::from_stream(body.map(Ok::<_, Infallible>)));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// The subprotocols this server speaks for streams, in order of preference among the client's.
+pub(crate) const STREAM_PROTOCOLS: [&str; 2] = ["base64.binary.k8s.io", "binary.k8s.io"];
+
+/// Streams `body` over a websocket: binary frames, or base64 text frames with
+/// `base64.binary.k8s.io` (what browsers use). The selected protocol is echoed; a token entry
+/// never is (the authentication layer removed it from the header before this handler).
+fn websocket(ws: WebSocketUpgrade, body: impl Stream<Item = Bytes> + Send + 'static) -> Response {
+    ws.protocols(STREAM_PROTOCOLS).on_upgrade(move |socket| send_stream(socket, body))
+}
+
+async fn send_stream(mut socket: WebSocket, body: impl Stream<Item = Bytes> + Send + 'static) {
+    let base64 = socket.protocol().is_some_and(|p| p.as_bytes() == b"base64.binary.k8s.io");
+    let mut body = std::pin::pin!(body);
+    loop {
+        tokio::select! {
+            item = body.next() => {
+                let Some(bytes) = item else { break };
+                let msg = if base64 {
+                    Message::Text(base64::engine::general_purpose::STANDARD.encode(&bytes).into())
+                } else {
+                    Message::Binary(bytes)
+                };
+                if socket.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}

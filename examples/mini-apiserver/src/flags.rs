@@ -1,0 +1,167 @@
+//! Command-line flags, with kube-apiserver's names and meanings.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// A small kube-apiserver look-alike that authenticates with kube-authn.
+#[derive(Debug, Parser)]
+#[command(name = "mini-apiserver", version, about, long_about = None)]
+pub(crate) struct Flags {
+    /// The port on which to serve HTTPS with authentication and authorization.
+    #[arg(long, default_value_t = 6443)]
+    pub(crate) secure_port: u16,
+    /// The IP address on which to listen for the --secure-port port.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) bind_address: IpAddr,
+    /// File containing the default x509 certificate for HTTPS (CA cert, if any, concatenated
+    /// after server cert). When absent, a self-signed CA and serving certificate are generated
+    /// into --cert-dir.
+    #[arg(long)]
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// File containing the default x509 private key matching --tls-cert-file.
+    #[arg(long)]
+    pub(crate) tls_private_key_file: Option<PathBuf>,
+    /// The directory where the TLS certs are located (and generated when --tls-cert-file is not given).
+    #[arg(long, default_value = "/var/run/kubernetes")]
+    pub(crate) cert_dir: PathBuf,
+    /// If set, the file will be used to secure the secure port of the API server via token authentication.
+    #[arg(long)]
+    pub(crate) token_auth_file: Option<PathBuf>,
+    /// If set, the file will be used to admit requests to the secure port of the API server via http basic authentication.
+    #[arg(long)]
+    pub(crate) basic_auth_file: Option<PathBuf>,
+    /// Enables anonymous requests to the secure port of the API server. Requests that are not
+    /// rejected by another authentication method are treated as anonymous requests.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub(crate) anonymous_auth: bool,
+    /// The kube-authn YAML configuration (tokenAuthFile, basicAuthFile, anonymous, apiAudiences).
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Identifiers of the API. Tokens authenticated for other audiences only are rejected.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) api_audiences: Vec<String>,
+    /// How often the log simulator writes a line for each running pod, in milliseconds (not a kube-apiserver flag).
+    #[arg(long, default_value_t = 250, hide = true)]
+    pub(crate) log_line_interval_ms: u64,
+
+    #[command(flatten)]
+    pub(crate) later: NotYetBuilt,
+}
+
+impl Flags {
+    /// Whether --anonymous-auth was given explicitly (it then overrides the configuration file).
+    pub(crate) fn anonymous_auth_given(&self) -> bool {
+        std::env::args().any(|a| a == "--anonymous-auth" || a.starts_with("--anonymous-auth="))
+    }
+}
+
+/// Flags of strategies that are not built yet: accepted by the parser so the message is clear,
+/// then refused.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NotYetBuilt {
+    #[arg(long, hide = true)]
+    client_ca_file: Option<String>,
+    #[arg(long, hide = true)]
+    service_account_key_file: Vec<String>,
+    #[arg(long, hide = true)]
+    service_account_issuer: Vec<String>,
+    #[arg(long, hide = true)]
+    service_account_signing_key_file: Option<String>,
+    #[arg(long, hide = true)]
+    service_account_lookup: Option<String>,
+    #[arg(long, hide = true)]
+    oidc_issuer_url: Option<String>,
+    #[arg(long, hide = true)]
+    oidc_client_id: Option<String>,
+    #[arg(long, hide = true)]
+    oidc_username_claim: Option<String>,
+    #[arg(long, hide = true)]
+    oidc_username_prefix: Option<String>,
+    #[arg(long, hide = true)]
+    oidc_groups_claim: Option<String>,
+    #[arg(long, hide = true)]
+    oidc_groups_prefix: Option<String>,
+    #[arg(long, hide = true)]
+    oidc_ca_file: Option<String>,
+    #[arg(long, hide = true)]
+    oidc_required_claim: Vec<String>,
+    #[arg(long, hide = true)]
+    oidc_signing_algs: Option<String>,
+    #[arg(long, hide = true)]
+    authentication_config: Option<String>,
+    #[arg(long, hide = true)]
+    authentication_token_webhook_config_file: Option<String>,
+    #[arg(long, hide = true)]
+    authentication_token_webhook_cache_ttl: Option<String>,
+    #[arg(long, hide = true)]
+    authentication_token_webhook_version: Option<String>,
+    #[arg(long, hide = true)]
+    requestheader_client_ca_file: Option<String>,
+    #[arg(long, hide = true)]
+    requestheader_username_headers: Vec<String>,
+    #[arg(long, hide = true)]
+    requestheader_group_headers: Vec<String>,
+    #[arg(long, hide = true)]
+    requestheader_extra_headers_prefix: Vec<String>,
+    #[arg(long, hide = true)]
+    requestheader_uid_headers: Vec<String>,
+    #[arg(long, hide = true)]
+    requestheader_allowed_names: Vec<String>,
+    #[arg(long, hide = true)]
+    authorization_mode: Option<String>,
+    #[arg(long, hide = true)]
+    authorization_webhook_config_file: Option<String>,
+    #[arg(long, hide = true)]
+    authorization_rbac_file: Vec<String>,
+    #[arg(long, hide = true)]
+    experimental_keystone_url: Option<String>,
+    #[arg(long, hide = true)]
+    experimental_keystone_ca_file: Option<String>,
+}
+
+impl NotYetBuilt {
+    /// The first flag given whose strategy is not built yet, with what it needs.
+    pub(crate) fn refused(&self) -> Option<(&'static str, &'static str)> {
+        let x509 = "client certificates are not supported yet (x509 strategy)";
+        let sa = "service-account tokens are not supported yet";
+        let oidc = "OIDC is not supported yet";
+        let webhook = "webhook token authentication is not supported yet";
+        let proxy = "the authenticating proxy (request headers) is not supported yet";
+        let authz = "authorization is not supported yet: every authenticated user may do everything, anonymous users only read /healthz, /livez, /readyz and /version";
+        let keystone = "Keystone is not supported yet";
+        let checks: [(&str, bool, &str); 29] = [
+            ("--client-ca-file", self.client_ca_file.is_some(), x509),
+            ("--service-account-key-file", !self.service_account_key_file.is_empty(), sa),
+            ("--service-account-issuer", !self.service_account_issuer.is_empty(), sa),
+            ("--service-account-signing-key-file", self.service_account_signing_key_file.is_some(), sa),
+            ("--service-account-lookup", self.service_account_lookup.is_some(), sa),
+            ("--oidc-issuer-url", self.oidc_issuer_url.is_some(), oidc),
+            ("--oidc-client-id", self.oidc_client_id.is_some(), oidc),
+            ("--oidc-username-claim", self.oidc_username_claim.is_some(), oidc),
+            ("--oidc-username-prefix", self.oidc_username_prefix.is_some(), oidc),
+            ("--oidc-groups-claim", self.oidc_groups_claim.is_some(), oidc),
+            ("--oidc-groups-prefix", self.oidc_groups_prefix.is_some(), oidc),
+            ("--oidc-ca-file", self.oidc_ca_file.is_some(), oidc),
+            ("--oidc-required-claim", !self.oidc_required_claim.is_empty(), oidc),
+            ("--oidc-signing-algs", self.oidc_signing_algs.is_some(), oidc),
+            ("--authentication-config", self.authentication_config.is_some(), oidc),
+            ("--authentication-token-webhook-config-file", self.authentication_token_webhook_config_file.is_some(), webhook),
+            ("--authentication-token-webhook-cache-ttl", self.authentication_token_webhook_cache_ttl.is_some(), webhook),
+            ("--authentication-token-webhook-version", self.authentication_token_webhook_version.is_some(), webhook),
+            ("--requestheader-client-ca-file", self.requestheader_client_ca_file.is_some(), proxy),
+            ("--requestheader-username-headers", !self.requestheader_username_headers.is_empty(), proxy),
+            ("--requestheader-group-headers", !self.requestheader_group_headers.is_empty(), proxy),
+            ("--requestheader-extra-headers-prefix", !self.requestheader_extra_headers_prefix.is_empty(), proxy),
+            ("--requestheader-uid-headers", !self.requestheader_uid_headers.is_empty(), proxy),
+            ("--requestheader-allowed-names", !self.requestheader_allowed_names.is_empty(), proxy),
+            ("--authorization-mode", self.authorization_mode.is_some(), authz),
+            ("--authorization-webhook-config-file", self.authorization_webhook_config_file.is_some(), authz),
+            ("--authorization-rbac-file", !self.authorization_rbac_file.is_empty(), authz),
+            ("--experimental-keystone-url", self.experimental_keystone_url.is_some(), keystone),
+            ("--experimental-keystone-ca-file", self.experimental_keystone_ca_file.is_some(), keystone),
+        ];
+        checks.into_iter().find(|(_, given, _)| *given).map(|(f, _, why)| (f, why))
+    }
+}

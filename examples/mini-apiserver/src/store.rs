@@ -1,0 +1,314 @@
+//! The in-memory pod store, its watch events, and the log simulator.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+/// Lines kept per pod.
+const MAX_LOG_LINES: usize = 10_000;
+/// Watch events kept for `resourceVersion` resumption.
+const MAX_HISTORY: usize = 1_000;
+
+/// A watch event: `ADDED`, `MODIFIED` or `DELETED` with the object.
+#[derive(Clone, Debug)]
+pub(crate) struct Event {
+    pub(crate) kind: &'static str,
+    pub(crate) namespace: String,
+    pub(crate) resource_version: u64,
+    pub(crate) object: Value,
+}
+
+impl Event {
+    pub(crate) fn to_json(&self) -> Value {
+        json!({"type": self.kind, "object": self.object})
+    }
+}
+
+/// A new log line of a pod.
+#[derive(Clone, Debug)]
+pub(crate) struct LogLine {
+    pub(crate) namespace: String,
+    pub(crate) pod: String,
+    pub(crate) line: Arc<str>,
+}
+
+struct Pod {
+    object: Value,
+    logs: VecDeque<Arc<str>>,
+    lines_written: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    pods: BTreeMap<(String, String), Pod>,
+    resource_version: u64,
+    history: VecDeque<Event>,
+}
+
+/// Why a write was refused.
+#[derive(Debug)]
+pub(crate) enum StoreError {
+    AlreadyExists,
+    NotFound,
+    Invalid(&'static str),
+}
+
+/// The pods of every namespace.
+#[derive(Clone)]
+pub(crate) struct Store {
+    inner: Arc<Mutex<Inner>>,
+    events: broadcast::Sender<Event>,
+    logs: broadcast::Sender<LogLine>,
+}
+
+fn now_rfc3339() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    rfc3339(secs)
+}
+
+/// Formats seconds since the epoch as RFC 3339 UTC (civil-from-days, Howard Hinnant's algorithm).
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+impl Store {
+    pub(crate) fn new() -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let (logs, _) = broadcast::channel(4096);
+        Self {
+            inner: Arc::new(Mutex::new(Inner::default())),
+            events,
+            logs,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, inner: &mut Inner, kind: &'static str, namespace: &str, object: Value) {
+        let event = Event {
+            kind,
+            namespace: namespace.to_owned(),
+            resource_version: inner.resource_version,
+            object,
+        };
+        inner.history.push_back(event.clone());
+        if inner.history.len() > MAX_HISTORY {
+            inner.history.pop_front();
+        }
+        let _ = self.events.send(event);
+    }
+
+    /// Lists the pods of a namespace and the current resource version.
+    pub(crate) fn list(&self, namespace: &str) -> (Vec<Value>, u64) {
+        let inner = self.lock();
+        let items = inner
+            .pods
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|(_, p)| p.object.clone())
+            .collect();
+        (items, inner.resource_version)
+    }
+
+    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.lock()
+            .pods
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .map(|p| p.object.clone())
+    }
+
+    /// Creates (or with `replace`, updates) a pod from a client's object.
+    pub(crate) fn put(&self, namespace: &str, mut object: Value, replace: Option<&str>) -> Result<Value, StoreError> {
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(ToOwned::to_owned)
+            .ok_or(StoreError::Invalid("metadata.name: Required value: name is required"))?;
+        if let Some(path_name) = replace {
+            if path_name != name {
+                return Err(StoreError::Invalid("metadata.name: Invalid value: the name of the object does not match the name on the URL"));
+            }
+        }
+        if !object.is_object() {
+            return Err(StoreError::Invalid("the body must be a Pod object"));
+        }
+        let mut inner = self.lock();
+        let key = (namespace.to_owned(), name.clone());
+        let existing = inner.pods.get(&key).map(|p| p.object.clone());
+        match (&existing, replace) {
+            (Some(_), None) => return Err(StoreError::AlreadyExists),
+            (None, Some(_)) => return Err(StoreError::NotFound),
+            _ => {}
+        }
+        inner.resource_version += 1;
+        let rv = inner.resource_version;
+        object["apiVersion"] = json!("v1");
+        object["kind"] = json!("Pod");
+        let meta = &mut object["metadata"];
+        meta["namespace"] = json!(namespace);
+        meta["resourceVersion"] = json!(rv.to_string());
+        match &existing {
+            Some(old) => {
+                meta["uid"] = old["metadata"]["uid"].clone();
+                meta["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
+            }
+            None => {
+                meta["uid"] = json!(format!("00000000-0000-4000-8000-{rv:012}"));
+                meta["creationTimestamp"] = json!(now_rfc3339());
+            }
+        }
+        if object["status"]["phase"].as_str().is_none() {
+            object["status"]["phase"] = json!("Running");
+        }
+        if object["status"]["containerStatuses"].is_null() {
+            let statuses: Vec<Value> = object["spec"]["containers"]
+                .as_array()
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| json!({"name": c["name"], "image": c["image"], "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": now_rfc3339()}}}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            object["status"]["containerStatuses"] = json!(statuses);
+        }
+        let kind = if existing.is_some() { "MODIFIED" } else { "ADDED" };
+        let previous_logs = inner.pods.remove(&key);
+        let (logs, lines_written) = previous_logs.map(|p| (p.logs, p.lines_written)).unwrap_or_default();
+        inner.pods.insert(key, Pod { object: object.clone(), logs, lines_written });
+        self.record(&mut inner, kind, namespace, object.clone());
+        Ok(object)
+    }
+
+    pub(crate) fn delete(&self, namespace: &str, name: &str) -> Result<Value, StoreError> {
+        let mut inner = self.lock();
+        let pod = inner
+            .pods
+            .remove(&(namespace.to_owned(), name.to_owned()))
+            .ok_or(StoreError::NotFound)?;
+        inner.resource_version += 1;
+        let mut object = pod.object;
+        object["metadata"]["resourceVersion"] = json!(inner.resource_version.to_string());
+        self.record(&mut inner, "DELETED", namespace, object.clone());
+        Ok(object)
+    }
+
+    /// Events of `namespace` after `resource_version` that are still in the history, and a
+    /// receiver for later ones (subscribed under the same lock, so none is missed).
+    pub(crate) fn watch(&self, namespace: &str, since: Option<u64>) -> (Vec<Value>, broadcast::Receiver<Event>) {
+        let inner = self.lock();
+        let rx = self.events.subscribe();
+        let initial = match since {
+            // "0" or absent: the current state as synthetic ADDED events.
+            None | Some(0) => inner
+                .pods
+                .iter()
+                .filter(|((ns, _), _)| ns == namespace)
+                .map(|(_, p)| json!({"type": "ADDED", "object": p.object}))
+                .collect(),
+            Some(rv) => inner
+                .history
+                .iter()
+                .filter(|e| e.namespace == namespace && e.resource_version > rv)
+                .map(Event::to_json)
+                .collect(),
+        };
+        (initial, rx)
+    }
+
+    /// The pod's lines so far (the last `tail` if given) and a receiver for new ones.
+    pub(crate) fn logs(&self, namespace: &str, name: &str, tail: Option<usize>) -> Option<(Vec<Arc<str>>, broadcast::Receiver<LogLine>)> {
+        let inner = self.lock();
+        let pod = inner.pods.get(&(namespace.to_owned(), name.to_owned()))?;
+        let skip = tail.map_or(0, |t| pod.logs.len().saturating_sub(t));
+        let lines = pod.logs.iter().skip(skip).cloned().collect();
+        Some((lines, self.logs.subscribe()))
+    }
+
+    pub(crate) fn exists(&self, namespace: &str, name: &str) -> bool {
+        self.lock().pods.contains_key(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    /// Writes one line for every running pod.
+    fn tick(&self) {
+        let mut inner = self.lock();
+        let now = now_rfc3339();
+        for ((ns, name), pod) in inner.pods.iter_mut() {
+            if pod.object["status"]["phase"] != "Running" {
+                continue;
+            }
+            pod.lines_written += 1;
+            let line: Arc<str> = format!("{now} {name}: line {}\n", pod.lines_written).into();
+            pod.logs.push_back(Arc::clone(&line));
+            if pod.logs.len() > MAX_LOG_LINES {
+                pod.logs.pop_front();
+            }
+            let _ = self.logs.send(LogLine {
+                namespace: ns.clone(),
+                pod: name.clone(),
+                line,
+            });
+        }
+    }
+
+    /// Runs the log simulator until the process ends.
+    pub(crate) fn spawn_simulator(&self, every: Duration) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every.max(Duration::from_millis(10)));
+            loop {
+                ticker.tick().await;
+                store.tick();
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_305_600 + 3_723), "2026-11-22T01:02:03Z");
+    }
+
+    #[test]
+    fn create_update_delete_emit_events() {
+        let s = Store::new();
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        let created = s.put("default", pod.clone(), None).unwrap();
+        assert_eq!(created["metadata"]["resourceVersion"], "1");
+        assert_eq!(created["status"]["phase"], "Running");
+        assert!(matches!(s.put("default", pod.clone(), None), Err(StoreError::AlreadyExists)));
+        s.put("default", pod.clone(), Some("p")).unwrap();
+        s.delete("default", "p").unwrap();
+        let (events, _) = s.watch("default", Some(0 + 1));
+        let kinds: Vec<_> = events.iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(kinds, ["MODIFIED", "DELETED"]);
+        assert!(s.list("default").0.is_empty());
+    }
+}

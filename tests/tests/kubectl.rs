@@ -1,0 +1,105 @@
+//! The real kubectl 1.33 against the mini API server: `auth whoami` with a token and with a
+//! user name and password, `get pods`, `get pods -w` and `logs -f`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use kube_authn_e2e::{pod, write_file, Server, KUBECTL};
+
+fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = write_file(dir.path(), "tokens.csv", "token1,alice,uid-a,\"devs,qa\"\n");
+    let passwords = write_file(dir.path(), "passwords.csv", "s3cret,carol,uid-c,\"ops\"\n");
+    Server::start_in(dir, &[&format!("--token-auth-file={tokens}"), &format!("--basic-auth-file={passwords}")])
+}
+
+fn kubectl(s: &Server, home: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(KUBECTL);
+    c.env("HOME", home)
+        .env("KUBECONFIG", home.join("no-kubeconfig"))
+        .arg(format!("--server={}", s.url()))
+        .arg(format!("--certificate-authority={}", s.ca_file().display()))
+        .arg("--request-timeout=20s")
+        .args(args);
+    c
+}
+
+fn run(s: &Server, home: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = kubectl(s, home, args).output().expect("kubectl 1.33 is preinstalled on this machine");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn auth_whoami_with_token_and_with_basic() {
+    let s = server();
+    let home = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(&s, home.path(), &["--token=token1", "auth", "whoami", "-o", "json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"]["userInfo"]["username"], "alice");
+    assert_eq!(v["status"]["userInfo"]["groups"], serde_json::json!(["devs", "qa", "system:authenticated"]));
+
+    let (ok, out, err) = run(&s, home.path(), &["--username=carol", "--password=s3cret", "auth", "whoami"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("carol"), "{out}");
+    assert!(out.contains("[ops system:authenticated]"), "{out}");
+
+    let (ok, _, err) = run(&s, home.path(), &["--token=wrong", "auth", "whoami"]);
+    assert!(!ok);
+    assert!(err.contains("Unauthorized"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_pods_watch_and_follow_logs() {
+    let s = server();
+    let home = tempfile::tempdir().unwrap();
+    let c = s.client();
+    let base = format!("{}/api/v1/namespaces/team/pods", s.url());
+    c.post(&base).header("Authorization", "Bearer token1").json(&pod("web")).send().await.unwrap();
+
+    let (ok, out, err) = run(&s, home.path(), &["--token=token1", "-n", "team", "get", "pods"]);
+    assert!(ok, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("web ")), "{out}");
+
+    // get -w: a pod created after the watch started shows up
+    let mut watch = kubectl(&s, home.path(), &["--token=token1", "-n", "team", "get", "pods", "-w", "-o", "name"])
+        .stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "pod/web");
+    c.post(&base).header("Authorization", "Bearer token1").json(&pod("api")).send().await.unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "pod/api");
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    // logs -f: lines keep coming
+    let mut logs = kubectl(&s, home.path(), &["--token=token1", "-n", "team", "logs", "-f", "web"])
+        .stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let out = logs.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut numbers = Vec::new();
+    while numbers.len() < 3 {
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        numbers.push(n);
+    }
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "consecutive lines: {numbers:?}");
+    let _ = logs.kill();
+    let _ = logs.wait();
+}

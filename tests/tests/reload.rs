@@ -1,0 +1,113 @@
+//! Hot reload of the token file under concurrent requests over real TLS: in place, by rename,
+//! by a Kubernetes ConfigMap-style symlink swap, and a malformed file that must not replace the
+//! good one.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube_authn_e2e::Server;
+
+async fn status_of(c: &reqwest::Client, url: &str, token: &str) -> u16 {
+    c.get(url).header("Authorization", format!("Bearer {token}")).send().await.unwrap().status().as_u16()
+}
+
+/// Waits until `token` gets `want` (at most `limit`), returning how long it took.
+async fn until(c: &reqwest::Client, url: &str, token: &str, want: u16, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if status_of(c, url, token).await == want {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{token} did not get {want} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn rows(tokens: &[&str]) -> String {
+    tokens.iter().enumerate().map(|(i, t)| format!("{t},user-{t},{i}\n")).collect()
+}
+
+fn write_atomically(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_file_reloads_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The ConfigMap layout: tokens.csv -> ..data/tokens.csv, ..data -> ..v1
+    std::fs::create_dir(d.join("..v1")).unwrap();
+    std::fs::write(d.join("..v1/tokens.csv"), rows(&["tok-a"])).unwrap();
+    symlink("..v1", d.join("..data")).unwrap();
+    symlink("..data/tokens.csv", d.join("tokens.csv")).unwrap();
+    let file = d.join("tokens.csv");
+    let s = Server::start_in(dir, &[&format!("--token-auth-file={}", file.display())]);
+    let d = s.dir.path().to_owned();
+    let c = s.client();
+    let url = format!("{}/healthz", s.url());
+    assert_eq!(status_of(&c, &url, "tok-a").await, 200);
+
+    // Concurrent load with every token of the test: only 200 or 401 may ever come back.
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for worker in 0..4 {
+        let (c, url, stop, count) = (c.clone(), url.clone(), stop.clone(), count.clone());
+        load.push(tokio::spawn(async move {
+            let tokens = ["tok-a", "tok-b", "tok-c", "tok-d", "tok-e"];
+            let mut i = worker;
+            while !stop.load(Ordering::Relaxed) {
+                let code = status_of(&c, &url, tokens[i % tokens.len()]).await;
+                assert!(code == 200 || code == 401, "unexpected {code} during reload");
+                count.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        }));
+    }
+    let limit = Duration::from_secs(2);
+
+    // 1. ConfigMap symlink swap: ..data now points at ..v2
+    std::fs::create_dir(d.join("..v2")).unwrap();
+    std::fs::write(d.join("..v2/tokens.csv"), rows(&["tok-a", "tok-b"])).unwrap();
+    symlink("..v2", d.join("..data_tmp")).unwrap();
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+    std::fs::remove_dir_all(d.join("..v1")).unwrap();
+    let t = until(&c, &url, "tok-b", 200, limit).await;
+    eprintln!("symlink swap visible after {t:?}");
+
+    // 2. In place (through the symlink)
+    std::fs::write(&file, rows(&["tok-b", "tok-c"])).unwrap();
+    until(&c, &url, "tok-c", 200, limit).await;
+    until(&c, &url, "tok-a", 401, limit).await;
+
+    // 3. Rename over the name (replaces the symlink by a regular file)
+    write_atomically(&file, rows(&["tok-c", "tok-d"]));
+    until(&c, &url, "tok-d", 200, limit).await;
+    until(&c, &url, "tok-b", 401, limit).await;
+
+    // 4. A malformed file keeps the old set and is reported with file and line
+    std::fs::write(&file, "tok-e,user-e,5\nbroken-line\n").unwrap();
+    let start = Instant::now();
+    while !s.stderr().contains(&format!("{}:2", file.display())) {
+        assert!(start.elapsed() < limit, "no report naming {}:2 in:\n{}", file.display(), s.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status_of(&c, &url, "tok-d").await, 200, "the old set stays");
+    assert_eq!(status_of(&c, &url, "tok-e").await, 401, "nothing of the bad file is used");
+
+    // 5. A good file again
+    write_atomically(&file, rows(&["tok-e"]));
+    until(&c, &url, "tok-e", 200, limit).await;
+    until(&c, &url, "tok-d", 401, limit).await;
+
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    assert!(count.load(Ordering::Relaxed) > 100, "the load ran");
+}
