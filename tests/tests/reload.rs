@@ -86,7 +86,7 @@ async fn token_file_reloads_under_load() {
     until(&c, &url, "tok-a", 401, limit).await;
 
     // 3. Rename over the name (replaces the symlink by a regular file)
-    write_atomically(&file, rows(&["tok-c", "tok-d"]));
+    write_atomically(&file, &rows(&["tok-c", "tok-d"]));
     until(&c, &url, "tok-d", 200, limit).await;
     until(&c, &url, "tok-b", 401, limit).await;
 
@@ -101,7 +101,7 @@ async fn token_file_reloads_under_load() {
     assert_eq!(status_of(&c, &url, "tok-e").await, 401, "nothing of the bad file is used");
 
     // 5. A good file again
-    write_atomically(&file, rows(&["tok-e"]));
+    write_atomically(&file, &rows(&["tok-e"]));
     until(&c, &url, "tok-e", 200, limit).await;
     until(&c, &url, "tok-d", 401, limit).await;
 

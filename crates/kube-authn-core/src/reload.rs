@@ -401,15 +401,17 @@ fn check<P: Parse>(
         return;
     }
     state.hash = h;
+    let started = std::time::Instant::now();
     match parser.parse(path, &bytes) {
         Ok(parsed) => {
             value.store(Arc::new(parsed));
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
             let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
             status.reloads += 1;
             status.last_error = None;
             drop(status);
             metrics::counter!("kube_authn_file_reloads_total", "result" => "success").increment(1);
-            tracing::info!(path = %path.display(), "reloaded");
+            tracing::info!(path = %path.display(), elapsed_ms, "reloaded");
         }
         Err(e) => refuse(shared, e.to_string()),
     }

@@ -12,7 +12,7 @@ async fn whoami(user: UserInfo) -> Json<UserInfo> {
 }
 
 /// The router of this example, shared with the tests.
-pub fn app(ops_tokens: &str, tokens: &str) -> Result<Router, kube_authn::BuildError> {
+pub(crate) fn app(ops_tokens: &str, tokens: &str) -> Result<Router, kube_authn::BuildError> {
     let ops = AuthnLayer::builder().token_file(ops_tokens).build()?;
     let api = AuthnLayer::builder()
         .token_file(tokens)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -37,6 +38,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(ok))
         .route("/metrics", get(metrics))
         .route("/version", get(version))
+        .route("/version/", get(version))
         .route("/api", get(api_versions))
         .route("/api/v1", get(core_v1))
         .route("/apis", get(api_groups))
@@ -171,13 +173,13 @@ async fn list_pods(
     State(s): State<AppState>,
     Path(ns): Path<String>,
     Query(q): Query<ListParams>,
-    ws: Option<WebSocketUpgrade>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if truthy(&q.watch) {
         let since = q.resource_version.as_deref().and_then(|v| v.parse().ok());
         let (initial, rx) = s.store.watch(&ns, since);
         let events = watch_stream(initial, rx, ns, q.timeout_seconds);
-        return match ws {
+        return match ws.ok() {
             Some(ws) => websocket(ws, events.map(|v| Bytes::from(format!("{v}\n")))),
             None => chunked("application/json", events.map(|v| Bytes::from(format!("{v}\n")))),
         };
@@ -259,7 +261,7 @@ async fn pod_log(
     State(s): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<LogParams>,
-    ws: Option<WebSocketUpgrade>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Some((lines, rx)) = s.store.logs(&ns, &name, q.tail_lines) else {
         return store_error(StoreError::NotFound, &name);
@@ -285,7 +287,7 @@ async fn pod_log(
     } else {
         Box::pin(past)
     };
-    match ws {
+    match ws.ok() {
         Some(ws) => websocket(ws, body),
         None => chunked("text/plain", body),
     }

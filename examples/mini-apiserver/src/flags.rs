@@ -46,6 +46,11 @@ pub(crate) struct Flags {
     #[arg(long, default_value_t = 250, hide = true)]
     pub(crate) log_line_interval_ms: u64,
 
+    /// Serves without any authentication layer, as kube-apiserver does with no authenticator
+    /// ("Authentication is disabled"): the baseline of the load benchmark (not a kube-apiserver flag).
+    #[arg(long, hide = true)]
+    pub(crate) disable_authentication: bool,
+
     #[command(flatten)]
     pub(crate) later: NotYetBuilt,
 }

@@ -123,9 +123,13 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         metrics: Arc::new(metrics),
         server_address: local.to_string(),
     };
-    let app = api::router(state)
-        .layer(axum::middleware::from_fn(policy::default_policy))
-        .layer(authn);
+    let app = api::router(state).layer(axum::middleware::from_fn(policy::default_policy));
+    let app = if flags.disable_authentication {
+        eprintln!("Authentication is disabled (--disable-authentication)");
+        app
+    } else {
+        app.layer(authn)
+    };
 
     let host = match local.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),

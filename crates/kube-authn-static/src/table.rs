@@ -1,0 +1,285 @@
+//! The parsed content of a token or password file, shared by both.
+//!
+//! Both files have the columns `secret,user,uid[,groups[,ignored...]]`. A table keeps the first
+//! four fields of every row in one string and, per row, six `u32` offsets (24 bytes), in a hash
+//! table keyed by a randomly seeded hash of the key column (the token, or the user name). A
+//! lookup hashes the key once and compares the candidates in constant time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::path::Path;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
+use kube_authn_core::UserInfo;
+use subtle::ConstantTimeEq;
+
+use crate::reader::{CsvError, Reader};
+
+/// Which file a table is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `--token-auth-file`: keyed by the token; rows with an empty token are skipped.
+    Token,
+    /// `--basic-auth-file`: keyed by the user name.
+    Password,
+}
+
+impl Kind {
+    /// The column the table is keyed by.
+    fn key(self) -> usize {
+        match self {
+            Kind::Token => SECRET,
+            Kind::Password => USER,
+        }
+    }
+}
+
+const SECRET: usize = 0;
+const USER: usize = 1;
+const UID: usize = 2;
+const GROUPS: usize = 3;
+/// The columns kept; the fifth and later are ignored, as in Kubernetes.
+const KEPT: usize = 4;
+
+/// Why a file was refused; the caller adds the path.
+#[derive(Debug)]
+pub(crate) enum RowError {
+    Csv(CsvError),
+    TooFewColumns { line: usize, found: usize },
+    InvalidUtf8 { line: usize, column: usize },
+    TooLarge,
+}
+
+/// One row: the end of each kept field in [`Table::text`] (fields are stored one after the
+/// other from `start`), and the number of groups (0 when the row has no fourth column).
+#[derive(Clone, Copy)]
+struct Row {
+    start: u32,
+    ends: [u32; KEPT],
+    groups: u32,
+}
+
+/// The rows of a file.
+pub(crate) struct Table {
+    text: Box<str>,
+    rows: HashTable<Row>,
+    hasher: RandomState,
+    key: usize,
+}
+
+impl fmt::Debug for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table")
+            .field("rows", &self.rows.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Field `column` of `row` in `text`.
+fn field<'t>(text: &'t str, row: &Row, column: usize) -> &'t str {
+    let start = match column {
+        0 => row.start,
+        _ => row.ends[column - 1],
+    };
+    text.get(start as usize..row.ends[column] as usize)
+        .unwrap_or_default()
+}
+
+fn offset(len: usize) -> Result<u32, RowError> {
+    u32::try_from(len).map_err(|_| RowError::TooLarge)
+}
+
+impl Table {
+    /// Parses a file as Kubernetes' `NewCSV` does; `path` is for the warnings.
+    pub(crate) fn parse(path: &Path, bytes: &[u8], kind: Kind) -> Result<Self, RowError> {
+        let key = kind.key();
+        let hasher = RandomState::new();
+        let mut rows = HashTable::new();
+        // The kept fields are never longer than the file; the unused rest is given back below.
+        let mut text = String::with_capacity(bytes.len());
+        let mut reader = Reader::new(bytes);
+        let mut record_number = 0;
+        while let Some(record) = reader.read_record().map_err(RowError::Csv)? {
+            let line = record.line;
+            if record.len() < 3 {
+                return Err(RowError::TooFewColumns {
+                    line,
+                    found: record.len(),
+                });
+            }
+            record_number += 1;
+            if kind == Kind::Token && record.get(SECRET).is_empty() {
+                tracing::warn!(
+                    path = %path.display(),
+                    line,
+                    "empty token has been found in token file '{}', record number '{record_number}'",
+                    path.display(),
+                );
+                continue;
+            }
+
+            let mut row = Row {
+                start: offset(text.len())?,
+                ends: [0; KEPT],
+                groups: 0,
+            };
+            for (column, end) in row.ends.iter_mut().enumerate() {
+                if column < record.len() {
+                    let value = std::str::from_utf8(record.get(column)).map_err(|_| {
+                        RowError::InvalidUtf8 {
+                            line,
+                            column: column + 1,
+                        }
+                    })?;
+                    text.push_str(value);
+                }
+                *end = offset(text.len())?;
+            }
+            if record.len() > GROUPS {
+                // Go's `strings.Split(record[3], ",")`: an empty column is one empty group.
+                let commas = field(&text, &row, GROUPS)
+                    .bytes()
+                    .filter(|&b| b == b',')
+                    .count();
+                row.groups = offset(commas + 1)?;
+            }
+
+            let k = field(&text, &row, key);
+            let hash = hasher.hash_one(k.as_bytes());
+            let slot = rows.entry(
+                hash,
+                |r: &Row| field(&text, r, key) == k,
+                |r: &Row| hasher.hash_one(field(&text, r, key).as_bytes()),
+            );
+            match slot {
+                Slot::Occupied(mut old) => {
+                    match kind {
+                        Kind::Token => tracing::warn!(
+                            path = %path.display(),
+                            line,
+                            "duplicate token has been found in token file '{}', record number '{record_number}'",
+                            path.display(),
+                        ),
+                        Kind::Password => tracing::warn!(
+                            path = %path.display(),
+                            line,
+                            "duplicate username '{k}' has been found in password file '{}', record number '{record_number}'",
+                            path.display(),
+                        ),
+                    }
+                    // The last row wins; the earlier row's text stays unused in `text`.
+                    *old.get_mut() = row;
+                }
+                Slot::Vacant(slot) => {
+                    slot.insert(row);
+                }
+            }
+        }
+        Ok(Self {
+            text: text.into_boxed_str(),
+            rows,
+            hasher,
+            key,
+        })
+    }
+
+    /// The number of rows.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The row whose key column is `key`. The candidates the hash selects are compared in
+    /// constant time; the seed of the hash is random, so which candidates those are tells
+    /// nothing about the stored keys.
+    fn find(&self, key: &str) -> Option<&Row> {
+        let hash = self.hasher.hash_one(key.as_bytes());
+        self.rows.find(hash, |r| {
+            field(&self.text, r, self.key)
+                .as_bytes()
+                .ct_eq(key.as_bytes())
+                .into()
+        })
+    }
+
+    /// The user of the row whose token is `token`.
+    pub(crate) fn user_by_token(&self, token: &str) -> Option<UserInfo> {
+        debug_assert_eq!(self.key, SECRET);
+        self.find(token).map(|row| self.user(row))
+    }
+
+    /// The user named `username`, if `password` is theirs (compared in constant time).
+    pub(crate) fn user_by_password(&self, username: &str, password: &str) -> Option<UserInfo> {
+        debug_assert_eq!(self.key, USER);
+        let row = self.find(username)?;
+        let matches: bool = field(&self.text, row, SECRET)
+            .as_bytes()
+            .ct_eq(password.as_bytes())
+            .into();
+        matches.then(|| self.user(row))
+    }
+
+    /// The `UserInfo` of a row, with room for one more group (`system:authenticated`, added to
+    /// every authenticated user) so that adding it does not reallocate.
+    fn user(&self, row: &Row) -> UserInfo {
+        let mut groups = Vec::with_capacity(row.groups as usize + 1);
+        if row.groups > 0 {
+            groups.extend(field(&self.text, row, GROUPS).split(',').map(str::to_owned));
+        }
+        UserInfo {
+            username: field(&self.text, row, USER).to_owned(),
+            uid: field(&self.text, row, UID).to_owned(),
+            groups,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_compact() {
+        assert_eq!(std::mem::size_of::<Row>(), 24);
+    }
+
+    #[test]
+    fn groups_have_room_for_system_authenticated() {
+        let t = Table::parse(Path::new("t"), b"t,u,i,\"a,b\"\nt2,u,i\n", Kind::Token).unwrap();
+        let user = t.user_by_token("t").unwrap();
+        assert_eq!(user.groups, ["a", "b"]);
+        assert!(user.groups.capacity() > user.groups.len());
+        assert!(t.user_by_token("t2").unwrap().groups.capacity() >= 1);
+    }
+
+    #[test]
+    fn duplicate_rows_keep_the_last_and_the_table_still_finds_every_key() {
+        let mut csv = String::new();
+        for i in 0..2000 {
+            csv.push_str(&format!("tok{i},user{i},uid{i}\n"));
+        }
+        csv.push_str("tok7,again,x\n");
+        let t = Table::parse(Path::new("t"), csv.as_bytes(), Kind::Token).unwrap();
+        assert_eq!(t.len(), 2000);
+        for i in (0..2000).filter(|&i| i != 7) {
+            assert_eq!(
+                t.user_by_token(&format!("tok{i}")).unwrap().username,
+                format!("user{i}")
+            );
+        }
+        assert_eq!(t.user_by_token("tok7").unwrap().username, "again");
+        assert_eq!(t.user_by_token("tok2000"), None);
+    }
+
+    #[test]
+    fn debug_shows_no_content() {
+        let t = Table::parse(Path::new("t"), b"s3cret,alice,1\n", Kind::Token).unwrap();
+        let debug = format!("{t:?}");
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("alice"),
+            "{debug}"
+        );
+    }
+}

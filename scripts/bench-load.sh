@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Load benchmark of the mini API server on 127.0.0.1 with wrk: requests/s, p99 and the server's
+# CPU time per request for
+#   none      no authentication layer (--disable-authentication): the baseline
+#   token     --token-auth-file with 100,000 tokens, a random one per request
+#   password  --basic-auth-file with 10,000 users, a random one per request
+# The server is pinned to core 0 and wrk to core 1; the modes alternate for ROUNDS rounds and
+# each is reported as a ratio to the baseline of the same round. Then the 100,000-line token
+# file is rewritten under load: reload time, p99 during the reload, and peak RSS.
+#
+#   scripts/bench-load.sh            # ROUNDS=3 DURATION=8 CONNECTIONS=32
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8}
+CONNECTIONS=${CONNECTIONS:-32}
+command -v wrk >/dev/null || bash scripts/install-test-deps.sh
+cargo build --release -p mini-apiserver --locked >&2
+BIN=target/release/mini-apiserver
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+CLK=$(getconf CLK_TCK)
+
+python3 - "$WORK" <<'PY'
+import sys, base64
+d = sys.argv[1]
+with open(f"{d}/tokens.csv", "w") as f, open(f"{d}/tokens.lua", "w") as lua:
+    lua.write("tokens = {\n")
+    for i in range(100_000):
+        t = f"{i * 0x9E3779B97F4A7C15 % (1 << 64):016x}{i:016x}"
+        f.write(f'{t},user-{i},uid-{i},"group-a,group-{i % 100}"\n')
+        if i % 10 == 0:
+            lua.write(f'"Bearer {t}",\n')
+    lua.write("}\n")
+with open(f"{d}/passwords.csv", "w") as f, open(f"{d}/passwords.lua", "w") as lua:
+    lua.write("tokens = {\n")
+    for i in range(10_000):
+        f.write(f'password-{i:08},user-{i},uid-{i},"group-a"\n')
+        b = base64.b64encode(f"user-{i}:password-{i:08}".encode()).decode()
+        lua.write(f'"Basic {b}",\n')
+    lua.write("}\n")
+for name in ("tokens", "passwords"):
+    with open(f"{d}/{name}.lua", "a") as lua:
+        lua.write('math.randomseed(42)\nrequest = function()\n  return wrk.format("GET", "/healthz", {["Authorization"] = tokens[math.random(#tokens)]})\nend\n')
+with open(f"{d}/none.lua", "w") as lua:
+    lua.write('request = function()\n  return wrk.format("GET", "/healthz", {["Authorization"] = "Bearer 0123456789abcdef0123456789abcdef"})\nend\n')
+PY
+
+PORT=${PORT:-16443}
+start_server() { # mode
+  local args=(--secure-port="$PORT" --cert-dir="$WORK/certs" --anonymous-auth=false --log-line-interval-ms=60000)
+  case $1 in
+    none) args+=(--disable-authentication --token-auth-file="$WORK/tokens.csv") ;;
+    token) args+=(--token-auth-file="$WORK/tokens.csv") ;;
+    password) args+=(--basic-auth-file="$WORK/passwords.csv") ;;
+  esac
+  RUST_LOG=warn,kube_authn_core::reload=info taskset -c 0 "$BIN" "${args[@]}" >"$WORK/server.out" 2>"$WORK/server.err" &
+  SERVER=$!
+  for _ in $(seq 100); do grep -q "Serving securely" "$WORK/server.out" 2>/dev/null && return; sleep 0.1; done
+  echo "server did not start: $(cat "$WORK/server.err")" >&2; exit 1
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+stop_server() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; }
+
+run_mode() { # mode -> "rps p99_ms cpu_us_per_req"
+  start_server "$1"
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$WORK/$2.lua" "https://127.0.0.1:$PORT" >/dev/null # warm-up
+  local before after
+  before=$(cpu_ticks "$SERVER")
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/$2.lua" "https://127.0.0.1:$PORT" >"$WORK/wrk.out"
+  after=$(cpu_ticks "$SERVER")
+  stop_server
+  local non2xx; non2xx=$(grep -c "Non-2xx" "$WORK/wrk.out" || true)
+  [ "$non2xx" = 0 ] || { echo "mode $1: wrk saw non-2xx responses" >&2; cat "$WORK/wrk.out" >&2; exit 1; }
+  python3 - "$WORK/wrk.out" "$before" "$after" "$CLK" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+reqs = int(re.search(r"(\d+) requests in", text).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+m = re.search(r"99%\s+([\d.]+)(us|ms|s)", text)
+p99 = float(m.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[m.group(2)]
+cpu = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])
+print(f"{rps:.0f} {p99:.3f} {cpu / reqs * 1e6:.2f}")
+PY
+}
+
+printf "%-6s %-9s %10s %9s %12s %10s %10s\n" round mode req/s p99_ms cpu_us/req rps_ratio cpu_ratio
+declare -A SUM
+for r in $(seq "$ROUNDS"); do
+  read -r b_rps b_p99 b_cpu < <(run_mode none none)
+  printf "%-6s %-9s %10s %9s %12s %10s %10s\n" "$r" none "$b_rps" "$b_p99" "$b_cpu" 1.000 1.000
+  for mode in token password; do
+    script=$([ $mode = token ] && echo tokens || echo passwords)
+    read -r rps p99 cpu < <(run_mode $mode $script)
+    rr=$(python3 -c "print(f'{$rps/$b_rps:.3f}')"); cr=$(python3 -c "print(f'{$cpu/$b_cpu:.3f}')")
+    printf "%-6s %-9s %10s %9s %12s %10s %10s\n" "$r" $mode "$rps" "$p99" "$cpu" "$rr" "$cr"
+    SUM[$mode]="${SUM[$mode]:-} $cr"
+  done
+done
+for mode in token password; do
+  echo "median cpu/request ratio, $mode vs none: $(python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" ${SUM[$mode]})"
+done
+
+# Reload of the 100,000-line token file under load, and memory.
+start_server token
+echo "peak RSS with 100,000 tokens loaded: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$SERVER/status)"
+taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d6s --latency -s "$WORK/tokens.lua" "https://127.0.0.1:$PORT" >"$WORK/wrk-reload.out" &
+WRK=$!
+sleep 2
+cp "$WORK/tokens.csv" "$WORK/tokens.new" && echo "extra-token,extra,uid-x" >>"$WORK/tokens.new" && mv "$WORK/tokens.new" "$WORK/tokens.csv"
+sleep 2
+cp "$WORK/tokens.csv" "$WORK/tokens.new" && echo "extra-token-2,extra,uid-y" >>"$WORK/tokens.new" && mv "$WORK/tokens.new" "$WORK/tokens.csv"
+wait $WRK
+grep -o 'elapsed_ms=[0-9.]*' "$WORK/server.err" | sed 's/^/reload of 100,000 lines: /' || echo "no reload seen" >&2
+grep -E "Requests/sec|99%" "$WORK/wrk-reload.out" | sed 's/^/during reloads: /'
+echo "peak RSS after two reloads under load: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$SERVER/status)"
+stop_server
