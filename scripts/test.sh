@@ -22,6 +22,7 @@ step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "cargo deny (licenses, bans, sources; offline)"
+cargo fetch --locked >/dev/null  # cargo-deny reads the metadata of every target's crates
 cargo deny --offline check bans licenses sources
 
 step "tests"

@@ -1,7 +1,12 @@
 //! The end-to-end harness: start the example server as a process on 127.0.0.1 with real TLS,
 //! and reach it with a rustls client or the real clients under `tests/peers/`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -12,15 +17,24 @@ use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// A binary of the workspace, built by `cargo build --workspace --bins` before the tests run
 /// (scripts/test.sh does it).
 pub fn binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
     let path = target.join("debug").join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 
@@ -30,19 +44,30 @@ pub const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 /// The Python of the peers' venv (scripts/install-test-deps.sh makes it).
 pub fn python() -> PathBuf {
     let p = repo().join(".peers/venv/bin/python");
-    assert!(p.exists(), "{} is missing: run scripts/install-test-deps.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-test-deps.sh",
+        p.display()
+    );
     p
 }
 
 /// The peers' folder (node scripts and their node_modules).
 pub fn peers() -> PathBuf {
     let p = repo().join("tests/peers");
-    assert!(p.join("node_modules").exists(), "tests/peers/node_modules is missing: run scripts/install-test-deps.sh");
+    assert!(
+        p.join("node_modules").exists(),
+        "tests/peers/node_modules is missing: run scripts/install-test-deps.sh"
+    );
     p
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `mini-apiserver`; killed on drop.
@@ -94,7 +119,14 @@ impl Server {
                 }
             });
             match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(()) => return Server { child, port, dir, stderr },
+                Ok(()) => {
+                    return Server {
+                        child,
+                        port,
+                        dir,
+                        stderr,
+                    };
+                }
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -146,6 +178,22 @@ impl Server {
     /// What the server logged so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the server's stderr contains `needle` (at most `limit`), and returns it.
+    pub fn wait_for_stderr(&self, needle: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no {needle:?} in the server's stderr within {limit:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// A client that trusts the server's CA (rustls, aws-lc-rs).
@@ -221,7 +269,9 @@ pub async fn raw_request(server: &Server, request: &[u8]) -> (u16, String, Strin
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut stream = connector.connect(name, tcp).await.unwrap();
     stream.write_all(request).await.unwrap();
@@ -230,7 +280,10 @@ pub async fn raw_request(server: &Server, request: &[u8]) -> (u16, String, Strin
     let text = String::from_utf8_lossy(&out).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut rest = body;
         let mut decoded = String::new();
         while let Some((size, after)) = rest.split_once("\r\n") {
@@ -239,7 +292,7 @@ pub async fn raw_request(server: &Server, request: &[u8]) -> (u16, String, Strin
                 break;
             }
             decoded.push_str(&after[..n]);
-            rest = &after[n..].trim_start_matches("\r\n");
+            rest = after[n..].trim_start_matches("\r\n");
         }
         decoded
     } else {

@@ -1,18 +1,26 @@
 //! The real kubectl 1.33 against the mini API server: `auth whoami` with a token and with a
 //! user name and password, `get pods`, `get pods -w` and `logs -f`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use kube_authn_e2e::{pod, write_file, Server, KUBECTL};
+use kube_authn_e2e::{KUBECTL, Server, pod, write_file};
 
 fn server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let tokens = write_file(dir.path(), "tokens.csv", "token1,alice,uid-a,\"devs,qa\"\n");
     let passwords = write_file(dir.path(), "passwords.csv", "s3cret,carol,uid-c,\"ops\"\n");
-    Server::start_in(dir, &[&format!("--token-auth-file={tokens}"), &format!("--basic-auth-file={passwords}")])
+    Server::start_in(
+        dir,
+        &[
+            &format!("--token-auth-file={tokens}"),
+            &format!("--basic-auth-file={passwords}"),
+        ],
+    )
 }
 
 fn kubectl(s: &Server, home: &std::path::Path, args: &[&str]) -> Command {
@@ -27,21 +35,38 @@ fn kubectl(s: &Server, home: &std::path::Path, args: &[&str]) -> Command {
 }
 
 fn run(s: &Server, home: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = kubectl(s, home, args).output().expect("kubectl 1.33 is preinstalled on this machine");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = kubectl(s, home, args)
+        .output()
+        .expect("kubectl 1.33 is preinstalled on this machine");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn auth_whoami_with_token_and_with_basic() {
     let s = server();
     let home = tempfile::tempdir().unwrap();
-    let (ok, out, err) = run(&s, home.path(), &["--token=token1", "auth", "whoami", "-o", "json"]);
+    let (ok, out, err) = run(
+        &s,
+        home.path(),
+        &["--token=token1", "auth", "whoami", "-o", "json"],
+    );
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["status"]["userInfo"]["username"], "alice");
-    assert_eq!(v["status"]["userInfo"]["groups"], serde_json::json!(["devs", "qa", "system:authenticated"]));
+    assert_eq!(
+        v["status"]["userInfo"]["groups"],
+        serde_json::json!(["devs", "qa", "system:authenticated"])
+    );
 
-    let (ok, out, err) = run(&s, home.path(), &["--username=carol", "--password=s3cret", "auth", "whoami"]);
+    let (ok, out, err) = run(
+        &s,
+        home.path(),
+        &["--username=carol", "--password=s3cret", "auth", "whoami"],
+    );
     assert!(ok, "{err}");
     assert!(out.contains("carol"), "{out}");
     assert!(out.contains("[ops system:authenticated]"), "{out}");
@@ -57,15 +82,40 @@ async fn get_pods_watch_and_follow_logs() {
     let home = tempfile::tempdir().unwrap();
     let c = s.client();
     let base = format!("{}/api/v1/namespaces/team/pods", s.url());
-    c.post(&base).header("Authorization", "Bearer token1").json(&pod("web")).send().await.unwrap();
+    c.post(&base)
+        .header("Authorization", "Bearer token1")
+        .json(&pod("web"))
+        .send()
+        .await
+        .unwrap();
 
-    let (ok, out, err) = run(&s, home.path(), &["--token=token1", "-n", "team", "get", "pods"]);
+    let (ok, out, err) = run(
+        &s,
+        home.path(),
+        &["--token=token1", "-n", "team", "get", "pods"],
+    );
     assert!(ok, "{err}");
     assert!(out.lines().any(|l| l.starts_with("web ")), "{out}");
 
     // get -w: a pod created after the watch started shows up
-    let mut watch = kubectl(&s, home.path(), &["--token=token1", "-n", "team", "get", "pods", "-w", "-o", "name"])
-        .stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut watch = kubectl(
+        &s,
+        home.path(),
+        &[
+            "--token=token1",
+            "-n",
+            "team",
+            "get",
+            "pods",
+            "-w",
+            "-o",
+            "name",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let (tx, rx) = mpsc::channel();
     let out = watch.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -76,14 +126,26 @@ async fn get_pods_watch_and_follow_logs() {
         }
     });
     assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "pod/web");
-    c.post(&base).header("Authorization", "Bearer token1").json(&pod("api")).send().await.unwrap();
+    c.post(&base)
+        .header("Authorization", "Bearer token1")
+        .json(&pod("api"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "pod/api");
     let _ = watch.kill();
     let _ = watch.wait();
 
     // logs -f: lines keep coming
-    let mut logs = kubectl(&s, home.path(), &["--token=token1", "-n", "team", "logs", "-f", "web"])
-        .stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut logs = kubectl(
+        &s,
+        home.path(),
+        &["--token=token1", "-n", "team", "logs", "-f", "web"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let out = logs.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -99,7 +161,10 @@ async fn get_pods_watch_and_follow_logs() {
         let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         numbers.push(n);
     }
-    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "consecutive lines: {numbers:?}");
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive lines: {numbers:?}"
+    );
     let _ = logs.kill();
     let _ = logs.wait();
 }

@@ -2,32 +2,53 @@
 //! by a Kubernetes ConfigMap-style symlink swap, and a malformed file that must not replace the
 //! good one.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kube_authn_e2e::Server;
 
 async fn status_of(c: &reqwest::Client, url: &str, token: &str) -> u16 {
-    c.get(url).header("Authorization", format!("Bearer {token}")).send().await.unwrap().status().as_u16()
+    c.get(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Waits until `token` gets `want` (at most `limit`), returning how long it took.
-async fn until(c: &reqwest::Client, url: &str, token: &str, want: u16, limit: Duration) -> Duration {
+async fn until(
+    c: &reqwest::Client,
+    url: &str,
+    token: &str,
+    want: u16,
+    limit: Duration,
+) -> Duration {
     let start = Instant::now();
     loop {
         if status_of(c, url, token).await == want {
             return start.elapsed();
         }
-        assert!(start.elapsed() < limit, "{token} did not get {want} within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "{token} did not get {want} within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn rows(tokens: &[&str]) -> String {
-    tokens.iter().enumerate().map(|(i, t)| format!("{t},user-{t},{i}\n")).collect()
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{t},user-{t},{i}\n"))
+        .collect()
 }
 
 fn write_atomically(path: &Path, content: &str) {
@@ -63,7 +84,10 @@ async fn token_file_reloads_under_load() {
             let mut i = worker;
             while !stop.load(Ordering::Relaxed) {
                 let code = status_of(&c, &url, tokens[i % tokens.len()]).await;
-                assert!(code == 200 || code == 401, "unexpected {code} during reload");
+                assert!(
+                    code == 200 || code == 401,
+                    "unexpected {code} during reload"
+                );
                 count.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
@@ -94,11 +118,20 @@ async fn token_file_reloads_under_load() {
     std::fs::write(&file, "tok-e,user-e,5\nbroken-line\n").unwrap();
     let start = Instant::now();
     while !s.stderr().contains(&format!("{}:2", file.display())) {
-        assert!(start.elapsed() < limit, "no report naming {}:2 in:\n{}", file.display(), s.stderr());
+        assert!(
+            start.elapsed() < limit,
+            "no report naming {}:2 in:\n{}",
+            file.display(),
+            s.stderr()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status_of(&c, &url, "tok-d").await, 200, "the old set stays");
-    assert_eq!(status_of(&c, &url, "tok-e").await, 401, "nothing of the bad file is used");
+    assert_eq!(
+        status_of(&c, &url, "tok-e").await,
+        401,
+        "nothing of the bad file is used"
+    );
 
     // 5. A good file again
     write_atomically(&file, &rows(&["tok-e"]));

@@ -1,9 +1,11 @@
 //! The mini API server over real TLS on 127.0.0.1: the strategies of the foundation, the 401
 //! and 403 Status bodies, pods, watch and logs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use base64::Engine;
 use futures_util::StreamExt;
-use kube_authn_e2e::{pod, write_file, Server, UNAUTHORIZED};
+use kube_authn_e2e::{Server, UNAUTHORIZED, pod, write_file};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -14,27 +16,43 @@ fn server(extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let tokens = write_file(dir.path(), "tokens.csv", TOKENS);
     let passwords = write_file(dir.path(), "passwords.csv", PASSWORDS);
-    let mut args = vec![format!("--token-auth-file={tokens}"), format!("--basic-auth-file={passwords}")];
+    let mut args = vec![
+        format!("--token-auth-file={tokens}"),
+        format!("--basic-auth-file={passwords}"),
+    ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Server::start_in(dir, &args)
 }
 
 async fn whoami(s: &Server, auth: Option<&str>) -> (StatusCode, Value) {
-    let mut req = s.client().post(format!("{}/apis/authentication.k8s.io/v1/selfsubjectreviews", s.url()))
+    let mut req = s
+        .client()
+        .post(format!(
+            "{}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            s.url()
+        ))
         .header("Content-Type", "application/json")
-        .body(r#"{"kind":"SelfSubjectReview","apiVersion":"authentication.k8s.io/v1","metadata":{}}"#);
+        .body(
+            r#"{"kind":"SelfSubjectReview","apiVersion":"authentication.k8s.io/v1","metadata":{}}"#,
+        );
     if let Some(a) = auth {
         req = req.header("Authorization", a);
     }
     let resp = req.send().await.unwrap();
     let status = resp.status();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn basic(user_pass: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pass))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_pass)
+    )
 }
 
 #[tokio::test]
@@ -43,30 +61,57 @@ async fn whoami_with_token_and_basic_credentials() {
     let (code, body) = whoami(&s, Some("Bearer token1")).await;
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(body["kind"], "SelfSubjectReview");
-    assert_eq!(body["status"]["userInfo"], serde_json::json!({"username": "alice", "uid": "uid-a", "groups": ["devs", "qa", "system:authenticated"]}));
+    assert_eq!(
+        body["status"]["userInfo"],
+        serde_json::json!({"username": "alice", "uid": "uid-a", "groups": ["devs", "qa", "system:authenticated"]})
+    );
 
     let (code, body) = whoami(&s, Some(&basic("carol:s3cret"))).await;
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(body["status"]["userInfo"]["username"], "carol");
-    assert_eq!(body["status"]["userInfo"]["groups"], serde_json::json!(["ops", "system:authenticated"]));
+    assert_eq!(
+        body["status"]["userInfo"]["groups"],
+        serde_json::json!(["ops", "system:authenticated"])
+    );
 
     // a password containing ':' (split at the first colon)
     let (code, body) = whoami(&s, Some(&basic("dave:pa:ss"))).await;
     assert_eq!(code, StatusCode::CREATED);
-    assert_eq!(body["status"]["userInfo"]["groups"], serde_json::json!(["system:authenticated"]));
+    assert_eq!(
+        body["status"]["userInfo"]["groups"],
+        serde_json::json!(["system:authenticated"])
+    );
 }
 
 #[tokio::test]
 async fn bad_credentials_are_401_with_the_status_body_even_with_anonymous_on() {
     let s = server(&[]);
-    for auth in ["Bearer nope", "Bearer token1x", &basic("carol:wrong"), &basic("nobody:s3cret")] {
-        let resp = s.client().get(format!("{}/healthz", s.url())).header("Authorization", auth).send().await.unwrap();
+    for auth in [
+        "Bearer nope",
+        "Bearer token1x",
+        &basic("carol:wrong"),
+        &basic("nobody:s3cret"),
+    ] {
+        let resp = s
+            .client()
+            .get(format!("{}/healthz", s.url()))
+            .header("Authorization", auth)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{auth}");
         assert_eq!(resp.headers()["content-type"], "application/json");
         assert_eq!(resp.text().await.unwrap(), UNAUTHORIZED, "{auth}");
     }
     // curl gets the pretty body, as from kube-apiserver
-    let resp = s.client().get(format!("{}/healthz", s.url())).header("Authorization", "Bearer nope").header("User-Agent", "curl/8.5.0").send().await.unwrap();
+    let resp = s
+        .client()
+        .get(format!("{}/healthz", s.url()))
+        .header("Authorization", "Bearer nope")
+        .header("User-Agent", "curl/8.5.0")
+        .send()
+        .await
+        .unwrap();
     let body = resp.text().await.unwrap();
     assert!(body.starts_with("{\n  \"kind\": \"Status\""), "{body}");
 }
@@ -76,22 +121,48 @@ async fn anonymous_reads_health_but_is_forbidden_elsewhere() {
     let s = server(&[]);
     let c = s.client();
     for path in ["/healthz", "/livez", "/readyz", "/version"] {
-        assert_eq!(c.get(format!("{}{path}", s.url())).send().await.unwrap().status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            c.get(format!("{}{path}", s.url()))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK,
+            "{path}"
+        );
     }
-    let resp = c.get(format!("{}/api/v1/namespaces/default/pods", s.url())).send().await.unwrap();
+    let resp = c
+        .get(format!("{}/api/v1/namespaces/default/pods", s.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["reason"], "Forbidden");
-    assert_eq!(body["message"], "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"");
+    assert_eq!(
+        body["message"],
+        "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
 }
 
 #[tokio::test]
 async fn anonymous_off_makes_everything_401() {
     let s = server(&["--anonymous-auth=false"]);
-    let resp = s.client().get(format!("{}/healthz", s.url())).send().await.unwrap();
+    let resp = s
+        .client()
+        .get(format!("{}/healthz", s.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(resp.text().await.unwrap(), UNAUTHORIZED);
-    let resp = s.client().get(format!("{}/healthz", s.url())).header("Authorization", "Bearer token2").send().await.unwrap();
+    let resp = s
+        .client()
+        .get(format!("{}/healthz", s.url()))
+        .header("Authorization", "Bearer token2")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -103,38 +174,103 @@ async fn pods_crud_watch_and_logs_over_chunked_http() {
     let auth = "Bearer token1";
 
     // watch from the current state, in the background
-    let list: Value = c.get(&base).header("Authorization", auth).send().await.unwrap().json().await.unwrap();
+    let list: Value = c
+        .get(&base)
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["kind"], "PodList");
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
-    let watch = c.get(format!("{base}?watch=true&resourceVersion={rv}")).header("Authorization", auth).send().await.unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let watch = c
+        .get(format!("{base}?watch=true&resourceVersion={rv}"))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(watch.status(), StatusCode::OK);
     let mut events = watch.bytes_stream();
 
-    let created = c.post(&base).header("Authorization", auth).json(&pod("web")).send().await.unwrap();
+    let created = c
+        .post(&base)
+        .header("Authorization", auth)
+        .json(&pod("web"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
-    let dup = c.post(&base).header("Authorization", auth).json(&pod("web")).send().await.unwrap();
+    let dup = c
+        .post(&base)
+        .header("Authorization", auth)
+        .json(&pod("web"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(dup.status(), StatusCode::CONFLICT);
-    let got: Value = c.get(format!("{base}/web")).header("Authorization", auth).send().await.unwrap().json().await.unwrap();
+    let got: Value = c
+        .get(format!("{base}/web"))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["metadata"]["name"], "web");
-    assert_eq!(c.get(format!("{base}/nope")).header("Authorization", auth).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.get(format!("{base}/nope"))
+            .header("Authorization", auth)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 
     // logs: follow until two lines arrived
-    let logs = c.get(format!("{base}/web/log?follow=true")).header("Authorization", auth).send().await.unwrap();
+    let logs = c
+        .get(format!("{base}/web/log?follow=true"))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(logs.status(), StatusCode::OK);
     let mut stream = logs.bytes_stream();
     let mut text = String::new();
     while text.matches('\n').count() < 2 {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         text.push_str(std::str::from_utf8(&chunk).unwrap());
     }
     assert!(text.contains("web: line 1\n"), "{text}");
 
-    assert_eq!(c.delete(format!("{base}/web")).header("Authorization", auth).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        c.delete(format!("{base}/web"))
+            .header("Authorization", auth)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 
     let mut kinds = Vec::new();
     let mut buf = String::new();
     while kinds.len() < 2 {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), events.next()).await.unwrap().unwrap().unwrap();
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         buf.push_str(std::str::from_utf8(&chunk).unwrap());
         while let Some(i) = buf.find('\n') {
             let line: String = buf.drain(..=i).collect();
@@ -168,12 +304,24 @@ async fn a_malformed_token_file_refuses_to_start_naming_file_and_line() {
 #[tokio::test]
 async fn with_no_flags_it_writes_a_demo_token_and_prints_ready_lines() {
     let s = Server::start(&[]);
-    let log = s.stderr();
-    let line = log.lines().find(|l| l.trim_start().starts_with("kubectl ")).unwrap_or_else(|| panic!("{log}"));
-    let token = line.split("--token ").nth(1).unwrap().split_whitespace().next().unwrap();
+    let log = s.wait_for_stderr("curl --cacert", std::time::Duration::from_secs(5));
+    let line = log
+        .lines()
+        .find(|l| l.trim_start().starts_with("kubectl "))
+        .unwrap_or_else(|| panic!("{log}"));
+    let token = line
+        .split("--token ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
     assert!(log.contains("curl --cacert"), "{log}");
     let (code, body) = whoami(&s, Some(&format!("Bearer {token}"))).await;
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(body["status"]["userInfo"]["username"], "admin");
-    assert_eq!(body["status"]["userInfo"]["groups"], serde_json::json!(["system:masters", "system:authenticated"]));
+    assert_eq!(
+        body["status"]["userInfo"]["groups"],
+        serde_json::json!(["system:masters", "system:authenticated"])
+    );
 }

@@ -39,7 +39,11 @@ impl Anonymous {
 impl AuthenticateRequest for Anonymous {
     fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
         let result = if self.allows(&parts) {
-            let audiences = parts.extensions.get::<crate::Audiences>().cloned().unwrap_or_default();
+            let audiences = parts
+                .extensions
+                .get::<crate::Audiences>()
+                .cloned()
+                .unwrap_or_default();
             Ok(Some(Authenticated {
                 user: UserInfo::anonymous(),
                 audiences,
@@ -107,7 +111,9 @@ mod tests {
 
     #[tokio::test]
     async fn anonymous_without_conditions_allows_every_request() {
-        let out = Anonymous::new().authenticate_request(parts("/anything")).await;
+        let out = Anonymous::new()
+            .authenticate_request(parts("/anything"))
+            .await;
         let user = out.result.unwrap().unwrap().user;
         assert_eq!(user.username, "system:anonymous");
         assert_eq!(user.groups, ["system:unauthenticated"]);
@@ -133,7 +139,10 @@ mod tests {
     struct Failing;
     impl AuthenticateRequest for Failing {
         fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
-            AuthnFuture::ready(RequestOutcome::new(parts, Err(AuthnError::InvalidBearerToken)))
+            AuthnFuture::ready(RequestOutcome::new(
+                parts,
+                Err(AuthnError::InvalidBearerToken),
+            ))
         }
     }
 

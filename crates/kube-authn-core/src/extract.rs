@@ -2,15 +2,17 @@
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
-use http::request::Parts;
 use http::StatusCode;
+use http::request::Parts;
 
 use crate::UserInfo;
 
 /// The rejection when no [`UserInfo`] is attached: the authentication layer is missing in front
 /// of this handler. That is a server bug, so the answer is `500`, not `401`.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("no UserInfo in the request extensions: is the authentication layer installed in front of this handler?")]
+#[error(
+    "no UserInfo in the request extensions: is the authentication layer installed in front of this handler?"
+)]
 #[non_exhaustive]
 pub struct MissingUserInfo;
 
@@ -25,7 +27,11 @@ impl<S: Send + Sync> FromRequestParts<S> for UserInfo {
     type Rejection = MissingUserInfo;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<UserInfo>().cloned().ok_or(MissingUserInfo)
+        parts
+            .extensions
+            .get::<UserInfo>()
+            .cloned()
+            .ok_or(MissingUserInfo)
     }
 }
 

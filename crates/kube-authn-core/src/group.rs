@@ -65,13 +65,35 @@ mod tests {
     #[test]
     fn group_adder_table() {
         let cases: &[(&str, &str, &[&str], &[&str])] = &[
-            ("TestAuthenticatedGroupAdder", "user", &["some-group"], &["some-group", "system:authenticated"]),
-            ("TestAuthenticatedGroupAdderAlreadyAdded", "user", &["system:authenticated", "some-group"], &["system:authenticated", "some-group"]),
-            ("TestAuthenticatedGroupAdderSystemAnonymous", "system:anonymous", &["some-group"], &["some-group"]),
-            ("TestAuthenticatedGroupAdderSystemUnauthenticated", "user", &["system:unauthenticated", "some-group"], &["system:unauthenticated", "some-group"]),
+            (
+                "TestAuthenticatedGroupAdder",
+                "user",
+                &["some-group"],
+                &["some-group", "system:authenticated"],
+            ),
+            (
+                "TestAuthenticatedGroupAdderAlreadyAdded",
+                "user",
+                &["system:authenticated", "some-group"],
+                &["system:authenticated", "some-group"],
+            ),
+            (
+                "TestAuthenticatedGroupAdderSystemAnonymous",
+                "system:anonymous",
+                &["some-group"],
+                &["some-group"],
+            ),
+            (
+                "TestAuthenticatedGroupAdderSystemUnauthenticated",
+                "user",
+                &["system:unauthenticated", "some-group"],
+                &["system:unauthenticated", "some-group"],
+            ),
         ];
         for (case, name, groups, want) in cases {
-            let mut r = Ok(Some(Authenticated::new(UserInfo::new(*name).with_groups(groups.iter().copied()))));
+            let mut r = Ok(Some(Authenticated::new(
+                UserInfo::new(*name).with_groups(groups.iter().copied()),
+            )));
             add_authenticated_group(&mut r);
             assert_eq!(r.unwrap().unwrap().user.groups, *want, "{case}");
         }

@@ -83,10 +83,10 @@ pub use authenticator::{
 pub use credentials::{BasicAuth, BearerToken, WebSocketProtocol};
 pub use error::{Aggregate, AuthnError, ErrorKind, StrategyError};
 pub use future::AuthnFuture;
-pub use group::{add_authenticated_group, AuthenticatedGroupAdder};
+pub use group::{AuthenticatedGroupAdder, add_authenticated_group};
 pub use layer::{AuthnLayer, AuthnService};
 pub use union::{TokenUnion, Union};
 pub use user::{
-    UserInfo, ANONYMOUS_USER, AUTHENTICATED_GROUP, CREDENTIAL_ID_KEY, MASTERS_GROUP,
-    UNAUTHENTICATED_GROUP,
+    ANONYMOUS_USER, AUTHENTICATED_GROUP, CREDENTIAL_ID_KEY, MASTERS_GROUP, UNAUTHENTICATED_GROUP,
+    UserInfo,
 };

@@ -162,7 +162,10 @@ impl<T> Clone for Reloading<T> {
 impl<T> fmt::Debug for Reloading<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reloading")
-            .field("path", &self.shared.as_ref().map(|s| s.path.display().to_string()))
+            .field(
+                "path",
+                &self.shared.as_ref().map(|s| s.path.display().to_string()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -228,7 +231,14 @@ impl<T: Send + Sync + 'static> Reloading<T> {
         std::thread::Builder::new()
             .name("kube-authn-reload".into())
             .spawn(move || {
-                watch_loop(&rx, &options, &mut state, &parser, &thread_value, &thread_shared);
+                watch_loop(
+                    &rx,
+                    &options,
+                    &mut state,
+                    &parser,
+                    &thread_value,
+                    &thread_shared,
+                );
             })
             .map_err(|source| LoadError::Read {
                 path: path.clone(),
@@ -265,7 +275,12 @@ impl<T> Reloading<T> {
     pub fn status(&self) -> ReloadStatus {
         self.shared
             .as_ref()
-            .map(|s| s.status.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .map(|s| {
+                s.status
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+            })
             .unwrap_or_default()
     }
 }
@@ -435,23 +450,33 @@ mod tests {
     struct Bad(String);
 
     fn numbers(path: &Path, bytes: &[u8]) -> Result<Vec<u32>, Bad> {
-        let text = std::str::from_utf8(bytes).map_err(|_| Bad(format!("{}: not utf-8", path.display())))?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| Bad(format!("{}: not utf-8", path.display())))?;
         text.lines()
             .enumerate()
-            .map(|(i, l)| l.trim().parse().map_err(|_| Bad(format!("{}:{}: not a number", path.display(), i + 1))))
+            .map(|(i, l)| {
+                l.trim()
+                    .parse()
+                    .map_err(|_| Bad(format!("{}:{}: not a number", path.display(), i + 1)))
+            })
             .collect()
     }
 
     fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         let start = Instant::now();
         while !f() {
-            assert!(start.elapsed() < Duration::from_secs(5), "timed out waiting for {what}");
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     fn opts() -> ReloadOptions {
-        ReloadOptions::default().debounce(Duration::from_millis(20)).poll_interval(Duration::from_millis(200))
+        ReloadOptions::default()
+            .debounce(Duration::from_millis(20))
+            .poll_interval(Duration::from_millis(200))
     }
 
     #[test]
@@ -483,7 +508,11 @@ mod tests {
 
         fs::write(&path, "4\noops\n").unwrap();
         wait_for("refusal", || r.status().failures == 1);
-        assert_eq!(*r.current().as_ref(), vec![3], "a bad file never replaces a good one");
+        assert_eq!(
+            *r.current().as_ref(),
+            vec![3],
+            "a bad file never replaces a good one"
+        );
         let err = r.status().last_error.unwrap();
         assert!(err.ends_with("/n:2: not a number"), "{err}");
 

@@ -14,8 +14,10 @@ pub const UNAUTHORIZED_BODY_PRETTY: &str = "{\n  \"kind\": \"Status\",\n  \"apiV
 /// Whether Kubernetes would pretty-print a response to this request: `?pretty=<bool>` decides
 /// when present, else a `User-Agent` starting with `curl`, `Wget` or `Mozilla/5.0`.
 pub fn is_pretty_print(uri: &http::Uri, headers: &http::HeaderMap) -> bool {
-    if let Some(query) = uri.query() {
-        if query.contains("pretty") {
+    if let Some(query) = uri.query()
+        && query.contains("pretty")
+    {
+        {
             let value = query
                 .split('&')
                 .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))

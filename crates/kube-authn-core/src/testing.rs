@@ -1,9 +1,11 @@
 //! Test doubles shared by the unit tests of this crate.
 
-use http::request::Parts;
 use http::HeaderName;
+use http::request::Parts;
 
-use crate::{Audiences, AuthenticateToken, Authenticated, AuthnError, AuthnFuture, AuthnResult, UserInfo};
+use crate::{
+    Audiences, AuthenticateToken, Authenticated, AuthnError, AuthnFuture, AuthnResult, UserInfo,
+};
 
 /// A request head with the given values of one header.
 pub(crate) fn parts_with(name: HeaderName, values: &[&str]) -> Parts {
@@ -40,11 +42,19 @@ pub(crate) struct TokenFn {
 
 impl TokenFn {
     pub(crate) fn expecting(token: &'static str, outcome: Outcome) -> Self {
-        Self { expected: Some(token), outcome, asynchronous: false }
+        Self {
+            expected: Some(token),
+            outcome,
+            asynchronous: false,
+        }
     }
 
     pub(crate) fn any(outcome: Outcome) -> Self {
-        Self { expected: None, outcome, asynchronous: false }
+        Self {
+            expected: None,
+            outcome,
+            asynchronous: false,
+        }
     }
 
     pub(crate) fn asynchronous(mut self) -> Self {

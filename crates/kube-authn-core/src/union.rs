@@ -145,7 +145,11 @@ impl std::fmt::Debug for TokenUnion {
     }
 }
 
-fn token_step(name: &'static str, result: AuthnResult, errors: &mut Vec<StrategyError>) -> Step<AuthnResult> {
+fn token_step(
+    name: &'static str,
+    result: AuthnResult,
+    errors: &mut Vec<StrategyError>,
+) -> Step<AuthnResult> {
     match result {
         Ok(Some(a)) => Step::Done(Ok(Some(a))),
         Ok(None) => Step::Next(Ok(None)),
@@ -178,7 +182,9 @@ impl AuthenticateToken for TokenUnion {
                         let mut result = pending.await;
                         let mut next = i;
                         loop {
-                            if let Step::Done(r) = token_step(members[next].name(), result, &mut errors) {
+                            if let Step::Done(r) =
+                                token_step(members[next].name(), result, &mut errors)
+                            {
                                 return r;
                             }
                             next += 1;
@@ -262,21 +268,45 @@ mod tests {
     }
 
     fn name(r: &AuthnResult) -> Option<&str> {
-        r.as_ref().ok().and_then(|a| a.as_ref()).map(|a| a.user.username.as_str())
+        r.as_ref()
+            .ok()
+            .and_then(|a| a.as_ref())
+            .map(|a| a.user.username.as_str())
     }
 
     // Kubernetes unionauth_test.go, with user1 = fresh_ferret and user2 = elegant_sheep; every
     // case runs with synchronous and with asynchronous members.
+    #[allow(clippy::type_complexity)] // a test table
     #[tokio::test]
     async fn union_table() {
         type R = Result<Option<&'static str>, &'static str>;
         let cases: &[(&str, &[R], Result<Option<&str>, &str>)] = &[
-            ("TestAuthenticateRequestSecondPasses", &[Ok(None), Ok(Some("elegant_sheep"))], Ok(Some("elegant_sheep"))),
-            ("TestAuthenticateRequestFirstPasses", &[Ok(Some("fresh_ferret")), Ok(None)], Ok(Some("fresh_ferret"))),
-            ("TestAuthenticateRequestSuppressUnnecessaryErrors", &[Err("first"), Ok(Some("elegant_sheep"))], Ok(Some("elegant_sheep"))),
+            (
+                "TestAuthenticateRequestSecondPasses",
+                &[Ok(None), Ok(Some("elegant_sheep"))],
+                Ok(Some("elegant_sheep")),
+            ),
+            (
+                "TestAuthenticateRequestFirstPasses",
+                &[Ok(Some("fresh_ferret")), Ok(None)],
+                Ok(Some("fresh_ferret")),
+            ),
+            (
+                "TestAuthenticateRequestSuppressUnnecessaryErrors",
+                &[Err("first"), Ok(Some("elegant_sheep"))],
+                Ok(Some("elegant_sheep")),
+            ),
             ("TestAuthenticateRequestNoAuthenticators", &[], Ok(None)),
-            ("TestAuthenticateRequestNonePass", &[Ok(None), Ok(None)], Ok(None)),
-            ("TestAuthenticateRequestAdditiveErrors", &[Err("first"), Err("second")], Err("[first, second]")),
+            (
+                "TestAuthenticateRequestNonePass",
+                &[Ok(None), Ok(None)],
+                Ok(None),
+            ),
+            (
+                "TestAuthenticateRequestAdditiveErrors",
+                &[Err("first"), Err("second")],
+                Err("[first, second]"),
+            ),
         ];
         for (case, members, want) in cases {
             for asynchronous in [false, true] {
@@ -286,14 +316,28 @@ mod tests {
                         .enumerate()
                         .map(|(i, r)| fixed(*r, asynchronous && (!mixed || i == 0)))
                         .collect();
-                    let union = Union::new(ms.iter().map(|m| m.clone() as Arc<dyn AuthenticateRequest>).collect());
+                    let union = Union::new(
+                        ms.iter()
+                            .map(|m| m.clone() as Arc<dyn AuthenticateRequest>)
+                            .collect(),
+                    );
                     let out = union.authenticate_request(parts()).await;
-                    let tunion = TokenUnion::new(ms.iter().map(|m| m.clone() as Arc<dyn AuthenticateToken>).collect());
+                    let tunion = TokenUnion::new(
+                        ms.iter()
+                            .map(|m| m.clone() as Arc<dyn AuthenticateToken>)
+                            .collect(),
+                    );
                     let tout = tunion.authenticate_token("t", &Audiences::none()).await;
                     for (what, got) in [("request", &out.result), ("token", &tout)] {
                         match want {
-                            Ok(w) => assert_eq!(name(got), *w, "{case} {what} async={asynchronous}"),
-                            Err(msg) => assert_eq!(got.as_ref().unwrap_err().to_string(), *msg, "{case} {what}"),
+                            Ok(w) => {
+                                assert_eq!(name(got), *w, "{case} {what} async={asynchronous}")
+                            }
+                            Err(msg) => assert_eq!(
+                                got.as_ref().unwrap_err().to_string(),
+                                *msg,
+                                "{case} {what}"
+                            ),
                         }
                     }
                 }

@@ -92,7 +92,8 @@ mod tests {
         assert_eq!(json, r#"{"username":"jane","groups":["devs"]}"#);
 
         let mut full = user.with_uid("42");
-        full.extra.insert("scopes".into(), vec!["a".into(), "b".into()]);
+        full.extra
+            .insert("scopes".into(), vec!["a".into(), "b".into()]);
         let json = serde_json::to_value(&full).unwrap();
         assert_eq!(
             json,

@@ -5,6 +5,8 @@
 //! Every request goes through `AuthnService::call` and its response future, polled once (the
 //! strategies here are synchronous). Requests are built outside the measured closure.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
@@ -12,15 +14,22 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use base64::Engine;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
 use kube_authn::{AuthnLayer, PasswordFile, TokenFile};
 use tower::{Layer, Service};
 
 type Body = http_body_util::Full<bytes::Bytes>;
 
-fn inner() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible, Future = std::future::Ready<Result<Response<Body>, Infallible>>> + Clone {
-    tower::service_fn(|_req: Request<()>| std::future::ready(Ok::<_, Infallible>(Response::new(Body::default()))))
+fn inner() -> impl Service<
+    Request<()>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<Body>, Infallible>>,
+> + Clone {
+    tower::service_fn(|_req: Request<()>| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(Body::default())))
+    })
 }
 
 /// Calls the service and polls its future once: the synchronous path.
@@ -43,29 +52,50 @@ fn token_csv(n: usize) -> (Vec<u8>, Vec<String>) {
     let mut tokens = Vec::with_capacity(n);
     for i in 0..n {
         let token = format!("{:032x}{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i);
-        csv.push_str(&format!("{token},user-{i},uid-{i},\"group-a,group-{}\"\n", i % 100));
+        csv.push_str(&format!(
+            "{token},user-{i},uid-{i},\"group-a,group-{}\"\n",
+            i % 100
+        ));
         tokens.push(token);
     }
     (csv.into_bytes(), tokens)
 }
 
 fn password_csv(n: usize) -> Vec<u8> {
-    (0..n).map(|i| format!("password-{i:08},user-{i},uid-{i},\"group-a\"\n")).collect::<String>().into_bytes()
+    (0..n)
+        .map(|i| format!("password-{i:08},user-{i},uid-{i},\"group-a\"\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 fn request_path(c: &mut Criterion) {
     let (csv, tokens) = token_csv(100_000);
     let token_file = TokenFile::from_csv("bench-tokens.csv", &csv).unwrap();
     let passwords = PasswordFile::from_csv("bench-passwords.csv", &password_csv(10_000)).unwrap();
-    let bearer: Vec<String> = tokens.iter().step_by(97).map(|t| format!("Bearer {t}")).collect();
+    let bearer: Vec<String> = tokens
+        .iter()
+        .step_by(97)
+        .map(|t| format!("Bearer {t}"))
+        .collect();
     let websocket: Vec<String> = tokens
         .iter()
         .step_by(97)
-        .map(|t| format!("base64url.bearer.authorization.k8s.io.{}, base64.binary.k8s.io", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t)))
+        .map(|t| {
+            format!(
+                "base64url.bearer.authorization.k8s.io.{}, base64.binary.k8s.io",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t)
+            )
+        })
         .collect();
     let basic: Vec<String> = (0..10_000)
         .step_by(7)
-        .map(|i| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("user-{i}:password-{i:08}"))))
+        .map(|i| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("user-{i}:password-{i:08}"))
+            )
+        })
         .collect();
 
     let mut group = c.benchmark_group("request_path");
@@ -73,58 +103,106 @@ fn request_path(c: &mut Criterion) {
 
     let mut baseline = inner();
     group.bench_function("no_authentication", |b| {
-        b.iter_batched(|| Request::get("/api").header("authorization", &bearer[0]).body(()).unwrap(), |req| black_box(call(&mut baseline, req)), BatchSize::SmallInput)
+        b.iter_batched(
+            || {
+                Request::get("/api")
+                    .header("authorization", &bearer[0])
+                    .body(())
+                    .unwrap()
+            },
+            |req| black_box(call(&mut baseline, req)),
+            BatchSize::SmallInput,
+        )
     });
 
-    let mut svc = AuthnLayer::builder().token(token_file.clone()).build().unwrap().layer(inner());
+    let mut svc = AuthnLayer::builder()
+        .token(token_file.clone())
+        .build()
+        .unwrap()
+        .layer(inner());
     let mut i = 0;
     group.bench_function("bearer_token_file_100k", |b| {
         b.iter_batched(
             || {
                 i = (i + 1) % bearer.len();
-                Request::get("/api").header("authorization", &bearer[i]).body(()).unwrap()
+                Request::get("/api")
+                    .header("authorization", &bearer[i])
+                    .body(())
+                    .unwrap()
             },
             |req| black_box(call(&mut svc, req)),
             BatchSize::SmallInput,
         )
     });
     group.bench_function("bearer_unknown_token_401", |b| {
-        b.iter_batched(|| Request::get("/api").header("authorization", "Bearer not-a-token").body(()).unwrap(), |req| black_box(call(&mut svc, req)), BatchSize::SmallInput)
+        b.iter_batched(
+            || {
+                Request::get("/api")
+                    .header("authorization", "Bearer not-a-token")
+                    .body(())
+                    .unwrap()
+            },
+            |req| black_box(call(&mut svc, req)),
+            BatchSize::SmallInput,
+        )
     });
     let mut i = 0;
     group.bench_function("websocket_token_file_100k", |b| {
         b.iter_batched(
             || {
                 i = (i + 1) % websocket.len();
-                Request::get("/api").header("connection", "Upgrade").header("upgrade", "websocket").header("sec-websocket-protocol", &websocket[i]).body(()).unwrap()
+                Request::get("/api")
+                    .header("connection", "Upgrade")
+                    .header("upgrade", "websocket")
+                    .header("sec-websocket-protocol", &websocket[i])
+                    .body(())
+                    .unwrap()
             },
             |req| black_box(call(&mut svc, req)),
             BatchSize::SmallInput,
         )
     });
 
-    let mut svc = AuthnLayer::builder().password(passwords).build().unwrap().layer(inner());
+    let mut svc = AuthnLayer::builder()
+        .password(passwords)
+        .build()
+        .unwrap()
+        .layer(inner());
     let mut i = 0;
     group.bench_function("basic_password_file_10k", |b| {
         b.iter_batched(
             || {
                 i = (i + 1) % basic.len();
-                Request::get("/api").header("authorization", &basic[i]).body(()).unwrap()
+                Request::get("/api")
+                    .header("authorization", &basic[i])
+                    .body(())
+                    .unwrap()
             },
             |req| black_box(call(&mut svc, req)),
             BatchSize::SmallInput,
         )
     });
 
-    let mut svc = AuthnLayer::builder().token(token_file).anonymous(true).build().unwrap().layer(inner());
+    let mut svc = AuthnLayer::builder()
+        .token(token_file)
+        .anonymous(true)
+        .build()
+        .unwrap()
+        .layer(inner());
     group.bench_function("anonymous", |b| {
-        b.iter_batched(|| Request::get("/api").body(()).unwrap(), |req| black_box(call(&mut svc, req)), BatchSize::SmallInput)
+        b.iter_batched(
+            || Request::get("/api").body(()).unwrap(),
+            |req| black_box(call(&mut svc, req)),
+            BatchSize::SmallInput,
+        )
     });
     group.finish();
 
     let mut group = c.benchmark_group("reload");
     group.sample_size(10);
-    group.bench_function("parse_token_file_100k", |b| b.iter(|| black_box(TokenFile::from_csv("bench-tokens.csv", &csv).unwrap().len())));
+    group.bench_function("parse_token_file_100k", |b| {
+        b.iter(|| black_box(TokenFile::from_csv("bench-tokens.csv", &csv).unwrap().len()))
+    });
     group.finish();
 }
 

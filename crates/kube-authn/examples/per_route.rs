@@ -4,7 +4,7 @@
 //! Run: `cargo run -p kube-authn --example per_route -- 127.0.0.1:8080 ops-tokens.csv tokens.csv`
 //! then `curl -H 'Authorization: Bearer <token>' http://127.0.0.1:8080/api/whoami`.
 
-use axum::{routing::get, Json, Router};
+use axum::{Json, Router, routing::get};
 use kube_authn::{AuthnLayer, UserInfo};
 
 async fn whoami(user: UserInfo) -> Json<UserInfo> {
@@ -20,9 +20,14 @@ pub(crate) fn app(ops_tokens: &str, tokens: &str) -> Result<Router, kube_authn::
         .anonymous(true)
         .build()?;
     let metrics = Router::new()
-        .route("/metrics", get(|user: UserInfo| async move { format!("# metrics for {}\n", user.username) }))
+        .route(
+            "/metrics",
+            get(|user: UserInfo| async move { format!("# metrics for {}\n", user.username) }),
+        )
         .route_layer(ops);
-    let api_routes = Router::new().route("/api/whoami", get(whoami)).route_layer(api);
+    let api_routes = Router::new()
+        .route("/api/whoami", get(whoami))
+        .route_layer(api);
     Ok(Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(metrics)

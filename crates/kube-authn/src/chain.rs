@@ -173,7 +173,8 @@ impl AuthnBuilder {
     pub fn from_config(config: &AuthnConfig) -> Self {
         let mut b = Self::new();
         b.token_files.extend(config.token_auth_file.iter().cloned());
-        b.password_files.extend(config.basic_auth_file.iter().cloned());
+        b.password_files
+            .extend(config.basic_auth_file.iter().cloned());
         if config.anonymous.enabled {
             b.anonymous = Some(Anonymous::with_paths(
                 config.anonymous.conditions.iter().map(|c| c.path.clone()),

@@ -88,7 +88,7 @@ pub enum ConfigError {
         path: PathBuf,
         /// The YAML error (with line and column).
         #[source]
-        source: serde_saphyr::Error,
+        source: Box<serde_saphyr::Error>,
     },
     /// A semantic error.
     #[error("invalid configuration {}: {message}", path.display())]
@@ -120,7 +120,7 @@ impl AuthnConfig {
         } else {
             serde_saphyr::from_str(yaml).map_err(|source| ConfigError::Yaml {
                 path: path.to_owned(),
-                source,
+                source: Box::new(source),
             })?
         };
         config.validate().map_err(|message| ConfigError::Invalid {
@@ -128,7 +128,10 @@ impl AuthnConfig {
             message,
         })?;
         if let Some(dir) = path.parent() {
-            for file in [&mut config.token_auth_file, &mut config.basic_auth_file].into_iter().flatten() {
+            for file in [&mut config.token_auth_file, &mut config.basic_auth_file]
+                .into_iter()
+                .flatten()
+            {
                 if file.is_relative() {
                     *file = dir.join(&*file);
                 }
@@ -139,7 +142,9 @@ impl AuthnConfig {
 
     fn validate(&self) -> Result<(), &'static str> {
         if !self.anonymous.enabled && !self.anonymous.conditions.is_empty() {
-            return Err("anonymous.conditions: Invalid value: enabled should be set to true when conditions are defined");
+            return Err(
+                "anonymous.conditions: Invalid value: enabled should be set to true when conditions are defined",
+            );
         }
         if self.anonymous.conditions.iter().any(|c| c.path.is_empty()) {
             return Err("anonymous.conditions[].path: Required value");
@@ -162,8 +167,14 @@ mod tests {
             "tokenAuthFile: tokens.csv\nbasicAuthFile: /abs/passwords.csv\nanonymous:\n  enabled: true\n  conditions:\n  - path: /healthz\nreload: false\n",
         )
         .unwrap();
-        assert_eq!(c.token_auth_file.as_deref(), Some(Path::new("/etc/kube-authn/tokens.csv")));
-        assert_eq!(c.basic_auth_file.as_deref(), Some(Path::new("/abs/passwords.csv")));
+        assert_eq!(
+            c.token_auth_file.as_deref(),
+            Some(Path::new("/etc/kube-authn/tokens.csv"))
+        );
+        assert_eq!(
+            c.basic_auth_file.as_deref(),
+            Some(Path::new("/abs/passwords.csv"))
+        );
         assert!(c.anonymous.enabled);
         assert_eq!(c.anonymous.conditions[0].path, "/healthz");
         assert_eq!(c.reload, Reload(false));
@@ -187,8 +198,13 @@ mod tests {
 
     #[test]
     fn refuses_conditions_without_enabled() {
-        let e = AuthnConfig::from_yaml("a.yaml", "anonymous:\n  conditions:\n  - path: /x\n").unwrap_err();
-        assert!(e.to_string().contains("enabled should be set to true when conditions are defined"), "{e}");
+        let e = AuthnConfig::from_yaml("a.yaml", "anonymous:\n  conditions:\n  - path: /x\n")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("enabled should be set to true when conditions are defined"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use tower_layer::Layer;
 
-use crate::{AuthnBuilder, AuthnConfig, Authenticator, BuildError};
+use crate::{Authenticator, AuthnBuilder, AuthnConfig, BuildError};
 
 /// Authenticates every request as Kubernetes does and attaches [`UserInfo`](crate::UserInfo).
 ///

@@ -53,18 +53,18 @@ mod chain;
 mod config;
 mod layer;
 
-pub use chain::{AuthnBuilder, Authenticator, BuildError};
+pub use chain::{Authenticator, AuthnBuilder, BuildError};
 pub use config::{AnonymousCondition, AnonymousConfig, AuthnConfig, ConfigError, Reload};
 pub use layer::AuthnLayer;
 
-pub use kube_authn_core::{
-    reload, status, Anonymous, Audiences, AuthenticatePassword, AuthenticateRequest,
-    AuthenticateToken, Authenticated, AuthnError, AuthnFuture, AuthnResult, AuthnService,
-    BasicAuth, BearerToken, ErrorKind, RequestOutcome, TokenUnion, Union, UserInfo,
-    WebSocketProtocol, ANONYMOUS_USER, AUTHENTICATED_GROUP, UNAUTHENTICATED_GROUP,
-};
 #[cfg(feature = "axum")]
 pub use kube_authn_core::extract::MissingUserInfo;
+pub use kube_authn_core::{
+    ANONYMOUS_USER, AUTHENTICATED_GROUP, Anonymous, Audiences, AuthenticatePassword,
+    AuthenticateRequest, AuthenticateToken, Authenticated, AuthnError, AuthnFuture, AuthnResult,
+    AuthnService, BasicAuth, BearerToken, ErrorKind, RequestOutcome, TokenUnion,
+    UNAUTHENTICATED_GROUP, Union, UserInfo, WebSocketProtocol, reload, status,
+};
 pub use kube_authn_static::{PasswordFile, TokenFile};
 
 /// The core crate, for strategy authors.

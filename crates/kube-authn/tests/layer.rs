@@ -1,5 +1,7 @@
 //! The facade over real HTTP on 127.0.0.1: `layer`, `route_layer`, the extractor, the 401 body.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::net::SocketAddr;
 
 use axum::routing::get;
@@ -52,28 +54,61 @@ async fn route_layer_applies_a_policy_per_route() {
     // /metrics takes only the operator token
     let (s, _, body) = get_raw(addr, "/metrics", &[("Authorization", "Bearer ops-token")]).await;
     assert_eq!((s, body.as_str()), (200, "# metrics for operator\n"));
-    let (s, head, body) = get_raw(addr, "/metrics", &[("Authorization", "Bearer user-token")]).await;
+    let (s, head, body) =
+        get_raw(addr, "/metrics", &[("Authorization", "Bearer user-token")]).await;
     assert_eq!(s, 401);
-    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
     assert_eq!(body, kube_authn::status::UNAUTHORIZED_BODY);
     // no anonymous on /metrics
     assert_eq!(get_raw(addr, "/metrics", &[]).await.0, 401);
 
     // the API takes either token, and anonymous
-    let (s, _, body) = get_raw(addr, "/api/whoami", &[("Authorization", "Bearer user-token")]).await;
+    let (s, _, body) = get_raw(
+        addr,
+        "/api/whoami",
+        &[("Authorization", "Bearer user-token")],
+    )
+    .await;
     assert_eq!(s, 200);
     let user: UserInfo = serde_json::from_str(&body).unwrap();
-    assert_eq!(user, UserInfo::new("alice").with_uid("2").with_groups(["devs", "qa", "system:authenticated"]));
-    let (_, _, body) = get_raw(addr, "/api/whoami", &[("Authorization", "Bearer ops-token")]).await;
+    assert_eq!(
+        user,
+        UserInfo::new("alice")
+            .with_uid("2")
+            .with_groups(["devs", "qa", "system:authenticated"])
+    );
+    let (_, _, body) = get_raw(
+        addr,
+        "/api/whoami",
+        &[("Authorization", "Bearer ops-token")],
+    )
+    .await;
     assert!(body.contains("\"username\":\"operator\""), "{body}");
     let (s, _, body) = get_raw(addr, "/api/whoami", &[]).await;
     assert_eq!(s, 200);
-    assert_eq!(serde_json::from_str::<UserInfo>(&body).unwrap(), UserInfo::anonymous());
+    assert_eq!(
+        serde_json::from_str::<UserInfo>(&body).unwrap(),
+        UserInfo::anonymous()
+    );
     // a bad credential is 401 even with anonymous on
-    assert_eq!(get_raw(addr, "/api/whoami", &[("Authorization", "Bearer wrong")]).await.0, 401);
+    assert_eq!(
+        get_raw(addr, "/api/whoami", &[("Authorization", "Bearer wrong")])
+            .await
+            .0,
+        401
+    );
 
     // unprotected route
-    assert_eq!(get_raw(addr, "/healthz", &[("Authorization", "Bearer wrong")]).await.0, 200);
+    assert_eq!(
+        get_raw(addr, "/healthz", &[("Authorization", "Bearer wrong")])
+            .await
+            .0,
+        200
+    );
     // route_layer: unknown routes are 404, not 401
     assert_eq!(get_raw(addr, "/nope", &[]).await.0, 404);
 }
@@ -100,7 +135,11 @@ async fn curl_gets_the_pretty_status() {
 #[tokio::test]
 async fn from_config_refuses_a_missing_file_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = kube_authn::AuthnConfig::from_yaml(dir.path().join("a.yaml"), "tokenAuthFile: missing.csv\n").unwrap();
+    let cfg = kube_authn::AuthnConfig::from_yaml(
+        dir.path().join("a.yaml"),
+        "tokenAuthFile: missing.csv\n",
+    )
+    .unwrap();
     let err = AuthnLayer::from_config(&cfg).await.unwrap_err().to_string();
     assert!(err.contains("missing.csv"), "{err}");
 }
@@ -108,7 +147,11 @@ async fn from_config_refuses_a_missing_file_with_the_reason() {
 /// The handler reports the credential headers it sees.
 async fn seen_headers(headers: http::HeaderMap) -> Json<serde_json::Value> {
     let all = |name: &str| -> Vec<String> {
-        headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("<bytes>").to_owned()).collect()
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("<bytes>").to_owned())
+            .collect()
     };
     Json(serde_json::json!({
         "authorization": all("authorization"),
@@ -127,11 +170,16 @@ async fn the_inner_service_never_sees_the_credential() {
     let addr = serve(app).await;
 
     // bearer: Authorization removed, and spoofable front-proxy headers too
-    let (s, _, body) = get_raw(addr, "/echo", &[
-        ("Authorization", "Bearer ops-token"),
-        ("X-Remote-User", "admin"),
-        ("X-Remote-Extra-Scopes", "all"),
-    ]).await;
+    let (s, _, body) = get_raw(
+        addr,
+        "/echo",
+        &[
+            ("Authorization", "Bearer ops-token"),
+            ("X-Remote-User", "admin"),
+            ("X-Remote-Extra-Scopes", "all"),
+        ],
+    )
+    .await;
     assert_eq!(s, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["authorization"], serde_json::json!([]));
@@ -139,17 +187,31 @@ async fn the_inner_service_never_sees_the_credential() {
     assert_eq!(v["x-remote-extra-scopes"], serde_json::json!([]));
 
     // websocket: only the remaining protocols, joined by ","
-    let (s, _, body) = get_raw(addr, "/echo", &[
-        ("Connection", "Upgrade"),
-        ("Upgrade", "websocket"),
-        ("Sec-WebSocket-Protocol", "base64url.bearer.authorization.k8s.io.b3BzLXRva2Vu, base64.binary.k8s.io"),
-        ("Sec-WebSocket-Protocol", "binary.k8s.io"),
-    ]).await;
+    let (s, _, body) = get_raw(
+        addr,
+        "/echo",
+        &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            (
+                "Sec-WebSocket-Protocol",
+                "base64url.bearer.authorization.k8s.io.b3BzLXRva2Vu, base64.binary.k8s.io",
+            ),
+            ("Sec-WebSocket-Protocol", "binary.k8s.io"),
+        ],
+    )
+    .await;
     assert_eq!(s, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["sec-websocket-protocol"], serde_json::json!(["base64.binary.k8s.io,binary.k8s.io"]));
+    assert_eq!(
+        v["sec-websocket-protocol"],
+        serde_json::json!(["base64.binary.k8s.io,binary.k8s.io"])
+    );
 
     // a rejected request never reaches the handler at all
     let (s, _, body) = get_raw(addr, "/echo", &[("Authorization", "Bearer wrong")]).await;
-    assert_eq!((s, body.as_str()), (401, kube_authn::status::UNAUTHORIZED_BODY));
+    assert_eq!(
+        (s, body.as_str()),
+        (401, kube_authn::status::UNAUTHORIZED_BODY)
+    );
 }

@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,7 +17,7 @@ use base64::Engine;
 use futures_util::stream::{self, Stream, StreamExt};
 use kube_authn::UserInfo;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::store::{Store, StoreError};
@@ -43,17 +43,34 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1", get(core_v1))
         .route("/apis", get(api_groups))
         .route("/apis/authentication.k8s.io", get(authentication_group))
-        .route("/apis/authentication.k8s.io/{version}", get(authentication_resources))
-        .route("/apis/authentication.k8s.io/{version}/selfsubjectreviews", post(self_subject_review))
-        .route("/api/v1/namespaces/{ns}/pods", get(list_pods).post(create_pod))
-        .route("/api/v1/namespaces/{ns}/pods/{name}", get(get_pod).put(replace_pod).delete(delete_pod))
+        .route(
+            "/apis/authentication.k8s.io/{version}",
+            get(authentication_resources),
+        )
+        .route(
+            "/apis/authentication.k8s.io/{version}/selfsubjectreviews",
+            post(self_subject_review),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods",
+            get(list_pods).post(create_pod),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}",
+            get(get_pod).put(replace_pod).delete(delete_pod),
+        )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
         .fallback(not_found)
         .with_state(state)
 }
 
 /// A Kubernetes `Status` error response.
-pub(crate) fn status(code: StatusCode, reason: &str, message: &str, details: Option<Value>) -> Response {
+pub(crate) fn status(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+    details: Option<Value>,
+) -> Response {
     let mut body = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code.as_u16(),
@@ -66,14 +83,34 @@ pub(crate) fn status(code: StatusCode, reason: &str, message: &str, details: Opt
 
 fn store_error(e: StoreError, name: &str) -> Response {
     match e {
-        StoreError::NotFound => status(StatusCode::NOT_FOUND, "NotFound", &format!("pods \"{name}\" not found"), Some(json!({"name": name, "kind": "pods"}))),
-        StoreError::AlreadyExists => status(StatusCode::CONFLICT, "AlreadyExists", &format!("pods \"{name}\" already exists"), Some(json!({"name": name, "kind": "pods"}))),
-        StoreError::Invalid(why) => status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &format!("Pod \"{name}\" is invalid: {why}"), None),
+        StoreError::NotFound => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("pods \"{name}\" not found"),
+            Some(json!({"name": name, "kind": "pods"})),
+        ),
+        StoreError::AlreadyExists => status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            &format!("pods \"{name}\" already exists"),
+            Some(json!({"name": name, "kind": "pods"})),
+        ),
+        StoreError::Invalid(why) => status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            &format!("Pod \"{name}\" is invalid: {why}"),
+            None,
+        ),
     }
 }
 
 async fn not_found() -> Response {
-    status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource", Some(json!({})))
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "the server could not find the requested resource",
+        Some(json!({})),
+    )
 }
 
 async fn ok() -> &'static str {
@@ -81,7 +118,11 @@ async fn ok() -> &'static str {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn version() -> Json<Value> {
@@ -120,7 +161,9 @@ fn authentication_group_json() -> Value {
 }
 
 async fn api_groups() -> Json<Value> {
-    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [authentication_group_json()]}))
+    Json(
+        json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [authentication_group_json()]}),
+    )
 }
 
 async fn authentication_group() -> Json<Value> {
@@ -181,7 +224,10 @@ async fn list_pods(
         let events = watch_stream(initial, rx, ns, q.timeout_seconds);
         return match ws.ok() {
             Some(ws) => websocket(ws, events.map(|v| Bytes::from(format!("{v}\n")))),
-            None => chunked("application/json", events.map(|v| Bytes::from(format!("{v}\n")))),
+            None => chunked(
+                "application/json",
+                events.map(|v| Bytes::from(format!("{v}\n"))),
+            ),
         };
     }
     let (items, rv) = s.store.list(&ns);
@@ -217,18 +263,36 @@ fn watch_stream(
 
 async fn create_pod(State(s): State<AppState>, Path(ns): Path<String>, body: Bytes) -> Response {
     let Ok(object) = serde_json::from_slice::<Value>(&body) else {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "the body is not a JSON Pod", None);
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the body is not a JSON Pod",
+            None,
+        );
     };
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     match s.store.put(&ns, object, None) {
         Ok(pod) => (StatusCode::CREATED, Json(pod)).into_response(),
         Err(e) => store_error(e, &name),
     }
 }
 
-async fn replace_pod(State(s): State<AppState>, Path((ns, name)): Path<(String, String)>, body: Bytes) -> Response {
+async fn replace_pod(
+    State(s): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     let Ok(object) = serde_json::from_slice::<Value>(&body) else {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "the body is not a JSON Pod", None);
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the body is not a JSON Pod",
+            None,
+        );
     };
     match s.store.put(&ns, object, Some(&name)) {
         Ok(pod) => Json(pod).into_response(),
@@ -243,7 +307,10 @@ async fn get_pod(State(s): State<AppState>, Path((ns, name)): Path<(String, Stri
     }
 }
 
-async fn delete_pod(State(s): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn delete_pod(
+    State(s): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
     match s.store.delete(&ns, &name) {
         Ok(pod) => Json(pod).into_response(),
         Err(e) => store_error(e, &name),
@@ -266,23 +333,33 @@ async fn pod_log(
     let Some((lines, rx)) = s.store.logs(&ns, &name, q.tail_lines) else {
         return store_error(StoreError::NotFound, &name);
     };
-    let past = stream::iter(lines.into_iter().map(|l| Bytes::from(l.as_bytes().to_vec())));
+    let past = stream::iter(
+        lines
+            .into_iter()
+            .map(|l| Bytes::from(l.as_bytes().to_vec())),
+    );
     let body: std::pin::Pin<Box<dyn Stream<Item = Bytes> + Send>> = if truthy(&q.follow) {
         let store = s.store.clone();
-        let live = stream::unfold((rx, store, ns, name), |(mut rx, store, ns, name)| async move {
-            loop {
-                match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-                    Ok(Ok(l)) if l.namespace == ns && l.pod == name => {
-                        return Some((Bytes::from(l.line.as_bytes().to_vec()), (rx, store, ns, name)));
+        let live = stream::unfold(
+            (rx, store, ns, name),
+            |(mut rx, store, ns, name)| async move {
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                        Ok(Ok(l)) if l.namespace == ns && l.pod == name => {
+                            return Some((
+                                Bytes::from(l.line.as_bytes().to_vec()),
+                                (rx, store, ns, name),
+                            ));
+                        }
+                        Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                        Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                        // Quiet for a while: end the stream if the pod is gone.
+                        Err(_) if !store.exists(&ns, &name) => return None,
+                        Err(_) => continue,
                     }
-                    Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
-                    Ok(Err(broadcast::error::RecvError::Closed)) => return None,
-                    // Quiet for a while: end the stream if the pod is gone.
-                    Err(_) if !store.exists(&ns, &name) => return None,
-                    Err(_) => continue,
                 }
-            }
-        });
+            },
+        );
         Box::pin(past.chain(live))
     } else {
         Box::pin(past)
@@ -293,9 +370,13 @@ async fn pod_log(
     }
 }
 
-fn chunked(content_type: &'static str, body: impl Stream<Item = Bytes> + Send + 'static) -> Response {
+fn chunked(
+    content_type: &'static str,
+    body: impl Stream<Item = Bytes> + Send + 'static,
+) -> Response {
     let mut r = Response::new(Body::from_stream(body.map(Ok::<_, Infallible>)));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -306,11 +387,14 @@ pub(crate) const STREAM_PROTOCOLS: [&str; 2] = ["base64.binary.k8s.io", "binary.
 /// `base64.binary.k8s.io` (what browsers use). The selected protocol is echoed; a token entry
 /// never is (the authentication layer removed it from the header before this handler).
 fn websocket(ws: WebSocketUpgrade, body: impl Stream<Item = Bytes> + Send + 'static) -> Response {
-    ws.protocols(STREAM_PROTOCOLS).on_upgrade(move |socket| send_stream(socket, body))
+    ws.protocols(STREAM_PROTOCOLS)
+        .on_upgrade(move |socket| send_stream(socket, body))
 }
 
 async fn send_stream(mut socket: WebSocket, body: impl Stream<Item = Bytes> + Send + 'static) {
-    let base64 = socket.protocol().is_some_and(|p| p.as_bytes() == b"base64.binary.k8s.io");
+    let base64 = socket
+        .protocol()
+        .is_some_and(|p| p.as_bytes() == b"base64.binary.k8s.io");
     let mut body = std::pin::pin!(body);
     loop {
         tokio::select! {

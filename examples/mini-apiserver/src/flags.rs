@@ -138,35 +138,138 @@ impl NotYetBuilt {
         let keystone = "Keystone is not supported yet";
         let checks: [(&str, bool, &str); 29] = [
             ("--client-ca-file", self.client_ca_file.is_some(), x509),
-            ("--service-account-key-file", !self.service_account_key_file.is_empty(), sa),
-            ("--service-account-issuer", !self.service_account_issuer.is_empty(), sa),
-            ("--service-account-signing-key-file", self.service_account_signing_key_file.is_some(), sa),
-            ("--service-account-lookup", self.service_account_lookup.is_some(), sa),
+            (
+                "--service-account-key-file",
+                !self.service_account_key_file.is_empty(),
+                sa,
+            ),
+            (
+                "--service-account-issuer",
+                !self.service_account_issuer.is_empty(),
+                sa,
+            ),
+            (
+                "--service-account-signing-key-file",
+                self.service_account_signing_key_file.is_some(),
+                sa,
+            ),
+            (
+                "--service-account-lookup",
+                self.service_account_lookup.is_some(),
+                sa,
+            ),
             ("--oidc-issuer-url", self.oidc_issuer_url.is_some(), oidc),
             ("--oidc-client-id", self.oidc_client_id.is_some(), oidc),
-            ("--oidc-username-claim", self.oidc_username_claim.is_some(), oidc),
-            ("--oidc-username-prefix", self.oidc_username_prefix.is_some(), oidc),
-            ("--oidc-groups-claim", self.oidc_groups_claim.is_some(), oidc),
-            ("--oidc-groups-prefix", self.oidc_groups_prefix.is_some(), oidc),
+            (
+                "--oidc-username-claim",
+                self.oidc_username_claim.is_some(),
+                oidc,
+            ),
+            (
+                "--oidc-username-prefix",
+                self.oidc_username_prefix.is_some(),
+                oidc,
+            ),
+            (
+                "--oidc-groups-claim",
+                self.oidc_groups_claim.is_some(),
+                oidc,
+            ),
+            (
+                "--oidc-groups-prefix",
+                self.oidc_groups_prefix.is_some(),
+                oidc,
+            ),
             ("--oidc-ca-file", self.oidc_ca_file.is_some(), oidc),
-            ("--oidc-required-claim", !self.oidc_required_claim.is_empty(), oidc),
-            ("--oidc-signing-algs", self.oidc_signing_algs.is_some(), oidc),
-            ("--authentication-config", self.authentication_config.is_some(), oidc),
-            ("--authentication-token-webhook-config-file", self.authentication_token_webhook_config_file.is_some(), webhook),
-            ("--authentication-token-webhook-cache-ttl", self.authentication_token_webhook_cache_ttl.is_some(), webhook),
-            ("--authentication-token-webhook-version", self.authentication_token_webhook_version.is_some(), webhook),
-            ("--requestheader-client-ca-file", self.requestheader_client_ca_file.is_some(), proxy),
-            ("--requestheader-username-headers", !self.requestheader_username_headers.is_empty(), proxy),
-            ("--requestheader-group-headers", !self.requestheader_group_headers.is_empty(), proxy),
-            ("--requestheader-extra-headers-prefix", !self.requestheader_extra_headers_prefix.is_empty(), proxy),
-            ("--requestheader-uid-headers", !self.requestheader_uid_headers.is_empty(), proxy),
-            ("--requestheader-allowed-names", !self.requestheader_allowed_names.is_empty(), proxy),
-            ("--authorization-mode", self.authorization_mode.is_some(), authz),
-            ("--authorization-webhook-config-file", self.authorization_webhook_config_file.is_some(), authz),
-            ("--authorization-rbac-file", !self.authorization_rbac_file.is_empty(), authz),
-            ("--experimental-keystone-url", self.experimental_keystone_url.is_some(), keystone),
-            ("--experimental-keystone-ca-file", self.experimental_keystone_ca_file.is_some(), keystone),
+            (
+                "--oidc-required-claim",
+                !self.oidc_required_claim.is_empty(),
+                oidc,
+            ),
+            (
+                "--oidc-signing-algs",
+                self.oidc_signing_algs.is_some(),
+                oidc,
+            ),
+            (
+                "--authentication-config",
+                self.authentication_config.is_some(),
+                oidc,
+            ),
+            (
+                "--authentication-token-webhook-config-file",
+                self.authentication_token_webhook_config_file.is_some(),
+                webhook,
+            ),
+            (
+                "--authentication-token-webhook-cache-ttl",
+                self.authentication_token_webhook_cache_ttl.is_some(),
+                webhook,
+            ),
+            (
+                "--authentication-token-webhook-version",
+                self.authentication_token_webhook_version.is_some(),
+                webhook,
+            ),
+            (
+                "--requestheader-client-ca-file",
+                self.requestheader_client_ca_file.is_some(),
+                proxy,
+            ),
+            (
+                "--requestheader-username-headers",
+                !self.requestheader_username_headers.is_empty(),
+                proxy,
+            ),
+            (
+                "--requestheader-group-headers",
+                !self.requestheader_group_headers.is_empty(),
+                proxy,
+            ),
+            (
+                "--requestheader-extra-headers-prefix",
+                !self.requestheader_extra_headers_prefix.is_empty(),
+                proxy,
+            ),
+            (
+                "--requestheader-uid-headers",
+                !self.requestheader_uid_headers.is_empty(),
+                proxy,
+            ),
+            (
+                "--requestheader-allowed-names",
+                !self.requestheader_allowed_names.is_empty(),
+                proxy,
+            ),
+            (
+                "--authorization-mode",
+                self.authorization_mode.is_some(),
+                authz,
+            ),
+            (
+                "--authorization-webhook-config-file",
+                self.authorization_webhook_config_file.is_some(),
+                authz,
+            ),
+            (
+                "--authorization-rbac-file",
+                !self.authorization_rbac_file.is_empty(),
+                authz,
+            ),
+            (
+                "--experimental-keystone-url",
+                self.experimental_keystone_url.is_some(),
+                keystone,
+            ),
+            (
+                "--experimental-keystone-ca-file",
+                self.experimental_keystone_ca_file.is_some(),
+                keystone,
+            ),
         ];
-        checks.into_iter().find(|(_, given, _)| *given).map(|(f, _, why)| (f, why))
+        checks
+            .into_iter()
+            .find(|(_, given, _)| *given)
+            .map(|(f, _, why)| (f, why))
     }
 }

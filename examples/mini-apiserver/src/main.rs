@@ -34,7 +34,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let flags = Flags::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: unable to start the runtime: {e}");
@@ -53,10 +56,12 @@ fn main() -> ExitCode {
 /// The demo token file written when no authentication flag is given.
 fn demo_token_file(dir: &Path) -> Result<(PathBuf, String), BoxError> {
     let path = dir.join("demo-tokens.csv");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Some(token) = text.lines().next().and_then(|l| l.split(',').next()).filter(|t| !t.is_empty()) {
-            return Ok((path, token.to_owned()));
-        }
+    let existing = std::fs::read_to_string(&path).ok().and_then(|text| {
+        let token = text.lines().next()?.split(',').next()?.to_owned();
+        (!token.is_empty()).then_some(token)
+    });
+    if let Some(token) = existing {
+        return Ok((path, token));
     }
     let mut bytes = [0u8; 24];
     rustls::crypto::aws_lc_rs::default_provider()
@@ -65,7 +70,10 @@ fn demo_token_file(dir: &Path) -> Result<(PathBuf, String), BoxError> {
         .map_err(|_| "unable to generate a random token")?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     std::fs::create_dir_all(dir)?;
-    std::fs::write(&path, format!("{token},admin,admin-uid,\"system:masters\"\n"))?;
+    std::fs::write(
+        &path,
+        format!("{token},admin,admin-uid,\"system:masters\"\n"),
+    )?;
     Ok((path, token))
 }
 
@@ -78,7 +86,11 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         .install_recorder()
         .map_err(|e| format!("unable to install the metrics recorder: {e}"))?;
 
-    let serving = tls::serving_cert(flags.tls_cert_file.as_deref(), flags.tls_private_key_file.as_deref(), &flags.cert_dir)?;
+    let serving = tls::serving_cert(
+        flags.tls_cert_file.as_deref(),
+        flags.tls_private_key_file.as_deref(),
+        &flags.cert_dir,
+    )?;
     let tls_config = tls::server_config(&serving)?;
 
     let config = match &flags.config {
@@ -138,13 +150,27 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
     };
     let server = format!("https://{host}:{}", local.port());
     if let Some(ca) = &serving.ca_file {
-        eprintln!("Generated a self-signed CA: trust {} (kubectl --certificate-authority, curl --cacert)", ca.display());
+        eprintln!(
+            "Generated a self-signed CA: trust {} (kubectl --certificate-authority, curl --cacert)",
+            ca.display()
+        );
     }
     if let Some((path, token)) = &demo_token {
-        let ca = serving.ca_file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<your CA>".into());
-        eprintln!("No authentication flags: wrote a demo token file {} (user admin, group system:masters)", path.display());
-        eprintln!("  kubectl --server {server} --certificate-authority {ca} --token {token} auth whoami");
-        eprintln!("  curl --cacert {ca} -H 'Authorization: Bearer {token}' {server}/api/v1/namespaces/default/pods");
+        let ca = serving
+            .ca_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<your CA>".into());
+        eprintln!(
+            "No authentication flags: wrote a demo token file {} (user admin, group system:masters)",
+            path.display()
+        );
+        eprintln!(
+            "  kubectl --server {server} --certificate-authority {ca} --token {token} auth whoami"
+        );
+        eprintln!(
+            "  curl --cacert {ca} -H 'Authorization: Bearer {token}' {server}/api/v1/namespaces/default/pods"
+        );
     }
     println!("Serving securely on {local}");
     tls::serve(listener, tls_config, app).await?;

@@ -24,12 +24,22 @@ pub(crate) async fn default_policy(request: Request, next: Next) -> Response {
     if request.method() == Method::GET && PUBLIC.contains(&path) {
         return next.run(request).await;
     }
-    let (message, details) = forbidden_message(&user.username, request.method(), path, request.uri().query());
+    let (message, details) = forbidden_message(
+        &user.username,
+        request.method(),
+        path,
+        request.uri().query(),
+    );
     crate::api::status(StatusCode::FORBIDDEN, "Forbidden", &message, Some(details))
 }
 
 /// The message kube-apiserver's authorizer gives, from the request attributes.
-fn forbidden_message(user: &str, method: &Method, path: &str, query: Option<&str>) -> (String, serde_json::Value) {
+fn forbidden_message(
+    user: &str,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> (String, serde_json::Value) {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let watch = query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
     let (group, rest) = match segments.as_slice() {
@@ -47,9 +57,14 @@ fn forbidden_message(user: &str, method: &Method, path: &str, query: Option<&str
         [r, n, s] => (Some(*r), Some(*n), Some(*s)),
         _ => (None, None, None),
     };
-    let Some(resource) = resource.filter(|_| path.starts_with("/api/") || path.starts_with("/apis/")) else {
+    let Some(resource) =
+        resource.filter(|_| path.starts_with("/api/") || path.starts_with("/apis/"))
+    else {
         let verb = method.as_str().to_ascii_lowercase();
-        return (format!("forbidden: User \"{user}\" cannot {verb} path \"{path}\""), json!({}));
+        return (
+            format!("forbidden: User \"{user}\" cannot {verb} path \"{path}\""),
+            json!({}),
+        );
     };
     let verb = match (method.as_str(), name, watch) {
         ("GET", None, true) => "watch",
@@ -66,7 +81,11 @@ fn forbidden_message(user: &str, method: &Method, path: &str, query: Option<&str
         Some(s) => format!("{resource}/{s}"),
         None => resource.to_owned(),
     };
-    let qualified = if group.is_empty() { full.clone() } else { format!("{full}.{group}") };
+    let qualified = if group.is_empty() {
+        full.clone()
+    } else {
+        format!("{full}.{group}")
+    };
     let scope = match namespace {
         Some(ns) => format!("in the namespace \"{ns}\""),
         None => "at the cluster scope".to_owned(),
@@ -79,7 +98,9 @@ fn forbidden_message(user: &str, method: &Method, path: &str, query: Option<&str
         details["group"] = json!(group);
     }
     (
-        format!("{qualified} is forbidden: User \"{user}\" cannot {verb} resource \"{full}\" in API group \"{group}\" {scope}"),
+        format!(
+            "{qualified} is forbidden: User \"{user}\" cannot {verb} resource \"{full}\" in API group \"{group}\" {scope}"
+        ),
         details,
     )
 }
@@ -90,13 +111,19 @@ mod tests {
 
     #[test]
     fn messages_match_kube_apiserver() {
-        let m = |method: Method, path: &str, q: Option<&str>| forbidden_message("system:anonymous", &method, path, q).0;
+        let m = |method: Method, path: &str, q: Option<&str>| {
+            forbidden_message("system:anonymous", &method, path, q).0
+        };
         assert_eq!(
             m(Method::GET, "/api/v1/namespaces/default/pods", None),
             "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
         );
         assert_eq!(
-            m(Method::GET, "/api/v1/namespaces/default/pods", Some("watch=true")),
+            m(
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("watch=true")
+            ),
             "pods is forbidden: User \"system:anonymous\" cannot watch resource \"pods\" in API group \"\" in the namespace \"default\""
         );
         assert_eq!(
@@ -104,10 +131,20 @@ mod tests {
             "pods/log is forbidden: User \"system:anonymous\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"ns1\""
         );
         assert_eq!(
-            m(Method::POST, "/apis/authentication.k8s.io/v1/selfsubjectreviews", None),
+            m(
+                Method::POST,
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                None
+            ),
             "selfsubjectreviews.authentication.k8s.io is forbidden: User \"system:anonymous\" cannot create resource \"selfsubjectreviews\" in API group \"authentication.k8s.io\" at the cluster scope"
         );
-        assert_eq!(m(Method::GET, "/api", None), "forbidden: User \"system:anonymous\" cannot get path \"/api\"");
-        assert_eq!(m(Method::GET, "/metrics", None), "forbidden: User \"system:anonymous\" cannot get path \"/metrics\"");
+        assert_eq!(
+            m(Method::GET, "/api", None),
+            "forbidden: User \"system:anonymous\" cannot get path \"/api\""
+        );
+        assert_eq!(
+            m(Method::GET, "/metrics", None),
+            "forbidden: User \"system:anonymous\" cannot get path \"/metrics\""
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 /// Lines kept per pod.
@@ -65,7 +65,10 @@ pub(crate) struct Store {
 }
 
 fn now_rfc3339() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     rfc3339(secs)
 }
 
@@ -139,16 +142,27 @@ impl Store {
     }
 
     /// Creates (or with `replace`, updates) a pod from a client's object.
-    pub(crate) fn put(&self, namespace: &str, mut object: Value, replace: Option<&str>) -> Result<Value, StoreError> {
+    pub(crate) fn put(
+        &self,
+        namespace: &str,
+        mut object: Value,
+        replace: Option<&str>,
+    ) -> Result<Value, StoreError> {
         let name = object
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
             .map(ToOwned::to_owned)
-            .ok_or(StoreError::Invalid("metadata.name: Required value: name is required"))?;
-        if let Some(path_name) = replace {
-            if path_name != name {
-                return Err(StoreError::Invalid("metadata.name: Invalid value: the name of the object does not match the name on the URL"));
+            .ok_or(StoreError::Invalid(
+                "metadata.name: Required value: name is required",
+            ))?;
+        if let Some(path_name) = replace
+            && path_name != name
+        {
+            {
+                return Err(StoreError::Invalid(
+                    "metadata.name: Invalid value: the name of the object does not match the name on the URL",
+                ));
             }
         }
         if !object.is_object() {
@@ -187,16 +201,29 @@ impl Store {
                 .as_array()
                 .map(|cs| {
                     cs.iter()
-                        .map(|c| json!({"name": c["name"], "image": c["image"], "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": now_rfc3339()}}}))
+                        .map(|c| json!({"name": c["name"], "image": c["image"], "imageID": format!("{}@sha256:{:064x}", c["image"].as_str().unwrap_or(""), 0), "containerID": format!("containerd://{rv:064x}"), "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": now_rfc3339()}}}))
                         .collect()
                 })
                 .unwrap_or_default();
             object["status"]["containerStatuses"] = json!(statuses);
         }
-        let kind = if existing.is_some() { "MODIFIED" } else { "ADDED" };
+        let kind = if existing.is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
         let previous_logs = inner.pods.remove(&key);
-        let (logs, lines_written) = previous_logs.map(|p| (p.logs, p.lines_written)).unwrap_or_default();
-        inner.pods.insert(key, Pod { object: object.clone(), logs, lines_written });
+        let (logs, lines_written) = previous_logs
+            .map(|p| (p.logs, p.lines_written))
+            .unwrap_or_default();
+        inner.pods.insert(
+            key,
+            Pod {
+                object: object.clone(),
+                logs,
+                lines_written,
+            },
+        );
         self.record(&mut inner, kind, namespace, object.clone());
         Ok(object)
     }
@@ -216,7 +243,11 @@ impl Store {
 
     /// Events of `namespace` after `resource_version` that are still in the history, and a
     /// receiver for later ones (subscribed under the same lock, so none is missed).
-    pub(crate) fn watch(&self, namespace: &str, since: Option<u64>) -> (Vec<Value>, broadcast::Receiver<Event>) {
+    pub(crate) fn watch(
+        &self,
+        namespace: &str,
+        since: Option<u64>,
+    ) -> (Vec<Value>, broadcast::Receiver<Event>) {
         let inner = self.lock();
         let rx = self.events.subscribe();
         let initial = match since {
@@ -238,7 +269,12 @@ impl Store {
     }
 
     /// The pod's lines so far (the last `tail` if given) and a receiver for new ones.
-    pub(crate) fn logs(&self, namespace: &str, name: &str, tail: Option<usize>) -> Option<(Vec<Arc<str>>, broadcast::Receiver<LogLine>)> {
+    pub(crate) fn logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        tail: Option<usize>,
+    ) -> Option<(Vec<Arc<str>>, broadcast::Receiver<LogLine>)> {
         let inner = self.lock();
         let pod = inner.pods.get(&(namespace.to_owned(), name.to_owned()))?;
         let skip = tail.map_or(0, |t| pod.logs.len().saturating_sub(t));
@@ -247,7 +283,9 @@ impl Store {
     }
 
     pub(crate) fn exists(&self, namespace: &str, name: &str) -> bool {
-        self.lock().pods.contains_key(&(namespace.to_owned(), name.to_owned()))
+        self.lock()
+            .pods
+            .contains_key(&(namespace.to_owned(), name.to_owned()))
     }
 
     /// Writes one line for every running pod.
@@ -303,11 +341,17 @@ mod tests {
         let created = s.put("default", pod.clone(), None).unwrap();
         assert_eq!(created["metadata"]["resourceVersion"], "1");
         assert_eq!(created["status"]["phase"], "Running");
-        assert!(matches!(s.put("default", pod.clone(), None), Err(StoreError::AlreadyExists)));
+        assert!(matches!(
+            s.put("default", pod.clone(), None),
+            Err(StoreError::AlreadyExists)
+        ));
         s.put("default", pod.clone(), Some("p")).unwrap();
         s.delete("default", "p").unwrap();
-        let (events, _) = s.watch("default", Some(0 + 1));
-        let kinds: Vec<_> = events.iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
+        let (events, _) = s.watch("default", Some(1));
+        let kinds: Vec<_> = events
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(kinds, ["MODIFIED", "DELETED"]);
         assert!(s.list("default").0.is_empty());
     }

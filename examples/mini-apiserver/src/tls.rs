@@ -9,12 +9,12 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tower::ServiceExt;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,10 +59,13 @@ fn generate(dir: &Path) -> Result<ServingCert, BoxError> {
             ca_file: Some(ca_file),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("unable to create --cert-dir {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("unable to create --cert-dir {}: {e}", dir.display()))?;
 
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "mini-apiserver-ca");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mini-apiserver-ca");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![
         rcgen::KeyUsagePurpose::KeyCertSign,
@@ -74,9 +77,15 @@ fn generate(dir: &Path) -> Result<ServingCert, BoxError> {
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()])?;
-    params.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse()?));
-    params.subject_alt_names.push(rcgen::SanType::IpAddress("::1".parse()?));
-    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse()?));
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("::1".parse()?));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::DigitalSignature,
@@ -115,14 +124,23 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// A rustls server configuration (aws-lc-rs, TLS 1.2+, ALPN h2 and http/1.1).
 pub(crate) fn server_config(cert: &ServingCert) -> Result<Arc<ServerConfig>, BoxError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert.cert_file)
-        .map_err(|e| format!("unable to read --tls-cert-file {}: {e}", cert.cert_file.display()))?
+        .map_err(|e| {
+            format!(
+                "unable to read --tls-cert-file {}: {e}",
+                cert.cert_file.display()
+            )
+        })?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("invalid certificate in {}: {e}", cert.cert_file.display()))?;
     if certs.is_empty() {
         return Err(format!("no certificate in {}", cert.cert_file.display()).into());
     }
-    let key = PrivateKeyDer::from_pem_file(&cert.key_file)
-        .map_err(|e| format!("unable to read --tls-private-key-file {}: {e}", cert.key_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&cert.key_file).map_err(|e| {
+        format!(
+            "unable to read --tls-private-key-file {}: {e}",
+            cert.key_file.display()
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -135,7 +153,11 @@ pub(crate) fn server_config(cert: &ServingCert) -> Result<Arc<ServerConfig>, Box
 
 /// Accepts connections forever: one task per connection, the handshake bounded by a timeout,
 /// so a silent client never blocks the others.
-pub(crate) async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, app: Router) -> io::Result<()> {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    app: Router,
+) -> io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -162,10 +184,11 @@ pub(crate) async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, app: Ro
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(Peer(peer));
-                app.clone().oneshot(req)
-            });
+            let service =
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(Peer(peer));
+                    app.clone().oneshot(req)
+                });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await

@@ -56,15 +56,23 @@ impl<P: AuthenticatePassword> AuthenticateRequest for BasicAuth<P> {
         let decoded = zeroize::Zeroizing::new(decoded);
         // Bytes that are not UTF-8 can match no stored (UTF-8) credential.
         let Ok(text) = std::str::from_utf8(&decoded) else {
-            return AuthnFuture::ready(RequestOutcome::new(parts, Err(AuthnError::InvalidUsernamePassword)));
+            return AuthnFuture::ready(RequestOutcome::new(
+                parts,
+                Err(AuthnError::InvalidUsernamePassword),
+            ));
         };
         let Some((user, password)) = text.split_once(':') else {
             return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
         };
         let inner = self.passwords.authenticate_password(user, password);
-        finish(parts, inner, || AuthnError::InvalidUsernamePassword, |parts: &mut Parts| {
-            parts.headers.remove(AUTHORIZATION);
-        })
+        finish(
+            parts,
+            inner,
+            || AuthnError::InvalidUsernamePassword,
+            |parts: &mut Parts| {
+                parts.headers.remove(AUTHORIZATION);
+            },
+        )
     }
 
     fn name(&self) -> &'static str {
@@ -93,46 +101,106 @@ mod tests {
     }
 
     fn basic(user_pass: &str) -> String {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pass))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        )
     }
 
     // Kubernetes basicauth_test.go (removed in 1.19), case names kept.
+    #[allow(clippy::type_complexity)] // a test table
     #[tokio::test]
     async fn basic_auth_table() {
         let no = || Ok(None);
         let user = || Ok(Some(Authenticated::new(UserInfo::new("returneduser"))));
         let err = || Err(AuthnError::invalid("auth error"));
-        let cases: &[(&str, Option<&str>, fn() -> AuthnResult, Option<(&str, &str)>, Result<Option<&str>, &str>)] = &[
+        let cases: &[(
+            &str,
+            Option<&str>,
+            fn() -> AuthnResult,
+            Option<(&str, &str)>,
+            Result<Option<&str>, &str>,
+        )] = &[
             ("no auth", None, no, None, Ok(None)),
-            ("empty password", Some("user_with_empty_password:"), no, Some(("user_with_empty_password", "")), Err("invalid username/password combination")),
-            ("colon in password", Some("myuser:mypassword:withcolon"), no, Some(("myuser", "mypassword:withcolon")), Err("invalid username/password combination")),
-            ("returned user", Some("myuser:mypw"), user, Some(("myuser", "mypw")), Ok(Some("returneduser"))),
-            ("returned error", Some("myuser:mypw"), err, Some(("myuser", "mypw")), Err("auth error")),
+            (
+                "empty password",
+                Some("user_with_empty_password:"),
+                no,
+                Some(("user_with_empty_password", "")),
+                Err("invalid username/password combination"),
+            ),
+            (
+                "colon in password",
+                Some("myuser:mypassword:withcolon"),
+                no,
+                Some(("myuser", "mypassword:withcolon")),
+                Err("invalid username/password combination"),
+            ),
+            (
+                "returned user",
+                Some("myuser:mypw"),
+                user,
+                Some(("myuser", "mypw")),
+                Ok(Some("returneduser")),
+            ),
+            (
+                "returned error",
+                Some("myuser:mypw"),
+                err,
+                Some(("myuser", "mypw")),
+                Err("auth error"),
+            ),
         ];
         for (case, header, answer, called, want) in cases {
-            let rec = std::sync::Arc::new(Recorder { seen: Mutex::new(None), answer: *answer });
+            let rec = std::sync::Arc::new(Recorder {
+                seen: Mutex::new(None),
+                answer: *answer,
+            });
             let h: Vec<String> = header.iter().map(|h| basic(h)).collect();
             let h: Vec<&str> = h.iter().map(String::as_str).collect();
-            let out = BasicAuth::new(rec.clone()).authenticate_request(parts_with(AUTHORIZATION, &h)).await;
+            let out = BasicAuth::new(rec.clone())
+                .authenticate_request(parts_with(AUTHORIZATION, &h))
+                .await;
             let seen = rec.seen.lock().unwrap().clone();
-            assert_eq!(seen.as_ref().map(|(u, p)| (u.as_str(), p.as_str())), *called, "{case}");
+            assert_eq!(
+                seen.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+                *called,
+                "{case}"
+            );
             match (want, &out.result) {
-                (Ok(w), Ok(got)) => assert_eq!(got.as_ref().map(|a| a.user.username.as_str()), *w, "{case}"),
+                (Ok(w), Ok(got)) => {
+                    assert_eq!(got.as_ref().map(|a| a.user.username.as_str()), *w, "{case}")
+                }
                 (Err(msg), Err(e)) => assert_eq!(e.to_string(), *msg, "{case}"),
                 _ => panic!("{case}: {:?}", out.result),
             }
             if matches!(out.result, Ok(Some(_))) {
-                assert!(out.parts.headers.get(AUTHORIZATION).is_none(), "{case}: header removed on success");
+                assert!(
+                    out.parts.headers.get(AUTHORIZATION).is_none(),
+                    "{case}: header removed on success"
+                );
             }
         }
     }
 
     #[test]
     fn malformed_headers_are_no_credential() {
-        for h in ["", "Basic", "Basic ", "Basic !!!!", "Basic dXNlcg==", "Basic dXNlcjpwdw", "Basic  dXNlcjpwdw==", "Bearer dXNlcjpwdw=="] {
+        for h in [
+            "",
+            "Basic",
+            "Basic ",
+            "Basic !!!!",
+            "Basic dXNlcg==",
+            "Basic dXNlcjpwdw",
+            "Basic  dXNlcjpwdw==",
+            "Bearer dXNlcjpwdw==",
+        ] {
             assert!(basic_credentials(h.as_bytes()).is_none(), "{h:?}");
         }
-        assert_eq!(basic_credentials(b"bAsIc dXNlcjpwdw==").as_deref(), Some(&b"user:pw"[..]));
+        assert_eq!(
+            basic_credentials(b"bAsIc dXNlcjpwdw==").as_deref(),
+            Some(&b"user:pw"[..])
+        );
     }
 
     proptest::proptest! {

@@ -51,15 +51,24 @@ impl<T: AuthenticateToken> AuthenticateRequest for BearerToken<T> {
                 let rejected = std::str::from_utf8(bytes).is_err()
                     && bytes.len() > 7
                     && bytes[..7].eq_ignore_ascii_case(b"bearer ");
-                let result = if rejected { Err(AuthnError::InvalidBearerToken) } else { Ok(None) };
+                let result = if rejected {
+                    Err(AuthnError::InvalidBearerToken)
+                } else {
+                    Ok(None)
+                };
                 return AuthnFuture::ready(RequestOutcome::new(parts, result));
             }
         };
         let audiences = request_audiences(&parts);
         let inner = self.tokens.authenticate_token(token, &audiences);
-        finish(parts, inner, || AuthnError::InvalidBearerToken, |parts: &mut Parts| {
-            parts.headers.remove(AUTHORIZATION);
-        })
+        finish(
+            parts,
+            inner,
+            || AuthnError::InvalidBearerToken,
+            |parts: &mut Parts| {
+                parts.headers.remove(AUTHORIZATION);
+            },
+        )
     }
 
     fn name(&self) -> &'static str {
@@ -70,7 +79,7 @@ impl<T: AuthenticateToken> AuthenticateRequest for BearerToken<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{parts_with, Outcome, TokenFn};
+    use crate::testing::{Outcome, TokenFn, parts_with};
 
     fn auth(outcome: Outcome) -> BearerToken<TokenFn> {
         BearerToken::new(TokenFn::expecting("token", outcome))
@@ -81,44 +90,146 @@ mod tests {
     async fn bearer_token_table() {
         use Outcome::*;
         let cases: &[(&str, &[&str], Outcome, Expect)] = &[
-            ("TestAuthenticateRequest", &["Bearer token"], User("user"), Expect::Ok("user")),
-            ("TestAuthenticateRequestIncludingValueAfterToken/1", &["Bearer token a"], User("user"), Expect::Ok("user")),
-            ("TestAuthenticateRequestIncludingValueAfterToken/2", &["Bearer token a b c"], User("user"), Expect::Ok("user")),
-            ("TestAuthenticateRequestIncludingValueAfterToken/3", &["Bearer token   a"], User("user"), Expect::Ok("user")),
-            ("TestAuthenticateRequestTokenInvalid", &["Bearer token"], NoOpinion, Expect::Err("invalid bearer token")),
-            ("TestAuthenticateRequestTokenInvalidCustomError", &["Bearer token"], Error("custom"), Expect::Err("custom")),
-            ("TestAuthenticateRequestTokenError", &["Bearer token"], Error("error"), Expect::Err("error")),
-            ("TestAuthenticateRequestBadValue/none", &[], MustNotBeCalled, Expect::NoOpinion),
-            ("TestAuthenticateRequestBadValue/Bearer", &["Bearer"], MustNotBeCalled, Expect::NoOpinion),
-            ("TestAuthenticateRequestBadValue/bear token", &["bear token"], MustNotBeCalled, Expect::NoOpinion),
-            ("TestAuthenticateRequestBadValue/Bearer: token", &["Bearer: token"], MustNotBeCalled, Expect::NoOpinion),
+            (
+                "TestAuthenticateRequest",
+                &["Bearer token"],
+                User("user"),
+                Expect::Ok("user"),
+            ),
+            (
+                "TestAuthenticateRequestIncludingValueAfterToken/1",
+                &["Bearer token a"],
+                User("user"),
+                Expect::Ok("user"),
+            ),
+            (
+                "TestAuthenticateRequestIncludingValueAfterToken/2",
+                &["Bearer token a b c"],
+                User("user"),
+                Expect::Ok("user"),
+            ),
+            (
+                "TestAuthenticateRequestIncludingValueAfterToken/3",
+                &["Bearer token   a"],
+                User("user"),
+                Expect::Ok("user"),
+            ),
+            (
+                "TestAuthenticateRequestTokenInvalid",
+                &["Bearer token"],
+                NoOpinion,
+                Expect::Err("invalid bearer token"),
+            ),
+            (
+                "TestAuthenticateRequestTokenInvalidCustomError",
+                &["Bearer token"],
+                Error("custom"),
+                Expect::Err("custom"),
+            ),
+            (
+                "TestAuthenticateRequestTokenError",
+                &["Bearer token"],
+                Error("error"),
+                Expect::Err("error"),
+            ),
+            (
+                "TestAuthenticateRequestBadValue/none",
+                &[],
+                MustNotBeCalled,
+                Expect::NoOpinion,
+            ),
+            (
+                "TestAuthenticateRequestBadValue/Bearer",
+                &["Bearer"],
+                MustNotBeCalled,
+                Expect::NoOpinion,
+            ),
+            (
+                "TestAuthenticateRequestBadValue/bear token",
+                &["bear token"],
+                MustNotBeCalled,
+                Expect::NoOpinion,
+            ),
+            (
+                "TestAuthenticateRequestBadValue/Bearer: token",
+                &["Bearer: token"],
+                MustNotBeCalled,
+                Expect::NoOpinion,
+            ),
         ];
         for (case, headers, outcome, expect) in cases {
-            let out = auth(*outcome).authenticate_request(parts_with(AUTHORIZATION, headers)).await;
+            let out = auth(*outcome)
+                .authenticate_request(parts_with(AUTHORIZATION, headers))
+                .await;
             expect.check(case, &out.result);
         }
     }
 
     // Kubernetes bearertoken_test.go TestBearerToken: the header afterwards.
+    #[allow(clippy::type_complexity)] // a test table
     #[tokio::test]
     async fn bearer_token_header_afterwards() {
         use Outcome::*;
         let cases: &[(&str, &[&str], Outcome, bool, Option<&[&str]>)] = &[
             ("no header", &[], MustNotBeCalled, false, Some(&[])),
             ("empty header", &[""], MustNotBeCalled, false, Some(&[""])),
-            ("non-bearer header", &["Basic 123"], MustNotBeCalled, false, Some(&["Basic 123"])),
-            ("empty bearer token", &["Bearer "], MustNotBeCalled, false, Some(&["Bearer "])),
-            ("extra space before bearer token", &["Bearer  token"], MustNotBeCalled, false, Some(&["Bearer  token"])),
-            ("valid bearer token removing header", &["Bearer 123"], UserAny("myuser"), true, Some(&[])),
-            ("invalid bearer token", &["Bearer 123"], NoOpinion, false, Some(&["Bearer 123"])),
-            ("error bearer token", &["Bearer 123"], ErrorAny("error"), false, Some(&["Bearer 123"])),
+            (
+                "non-bearer header",
+                &["Basic 123"],
+                MustNotBeCalled,
+                false,
+                Some(&["Basic 123"]),
+            ),
+            (
+                "empty bearer token",
+                &["Bearer "],
+                MustNotBeCalled,
+                false,
+                Some(&["Bearer "]),
+            ),
+            (
+                "extra space before bearer token",
+                &["Bearer  token"],
+                MustNotBeCalled,
+                false,
+                Some(&["Bearer  token"]),
+            ),
+            (
+                "valid bearer token removing header",
+                &["Bearer 123"],
+                UserAny("myuser"),
+                true,
+                Some(&[]),
+            ),
+            (
+                "invalid bearer token",
+                &["Bearer 123"],
+                NoOpinion,
+                false,
+                Some(&["Bearer 123"]),
+            ),
+            (
+                "error bearer token",
+                &["Bearer 123"],
+                ErrorAny("error"),
+                false,
+                Some(&["Bearer 123"]),
+            ),
         ];
         for (case, headers, outcome, ok, after) in cases {
             let a = BearerToken::new(TokenFn::any(*outcome));
-            let out = a.authenticate_request(parts_with(AUTHORIZATION, headers)).await;
+            let out = a
+                .authenticate_request(parts_with(AUTHORIZATION, headers))
+                .await;
             assert_eq!(matches!(out.result, Ok(Some(_))), *ok, "{case}");
             if let Some(after) = after {
-                let got: Vec<_> = out.parts.headers.get_all(AUTHORIZATION).iter().map(|v| v.to_str().unwrap()).collect();
+                let got: Vec<_> = out
+                    .parts
+                    .headers
+                    .get_all(AUTHORIZATION)
+                    .iter()
+                    .map(|v| v.to_str().unwrap())
+                    .collect();
                 assert_eq!(got, *after, "{case}");
             }
         }
@@ -127,14 +238,22 @@ mod tests {
     #[tokio::test]
     async fn only_the_first_authorization_header_counts_and_the_scheme_is_case_insensitive() {
         let a = auth(Outcome::User("user"));
-        let out = a.authenticate_request(parts_with(AUTHORIZATION, &["BEARER token"])).await;
+        let out = a
+            .authenticate_request(parts_with(AUTHORIZATION, &["BEARER token"]))
+            .await;
         assert!(matches!(out.result, Ok(Some(_))));
-        let out = a.authenticate_request(parts_with(AUTHORIZATION, &["Basic x", "Bearer token"])).await;
+        let out = a
+            .authenticate_request(parts_with(AUTHORIZATION, &["Basic x", "Bearer token"]))
+            .await;
         assert!(matches!(out.result, Ok(None)));
-        let out = a.authenticate_request(parts_with(AUTHORIZATION, &["  Bearer token  "])).await;
+        let out = a
+            .authenticate_request(parts_with(AUTHORIZATION, &["  Bearer token  "]))
+            .await;
         assert!(matches!(out.result, Ok(Some(_))));
         // a tab is not a separator
-        let out = a.authenticate_request(parts_with(AUTHORIZATION, &["Bearer\ttoken"])).await;
+        let out = a
+            .authenticate_request(parts_with(AUTHORIZATION, &["Bearer\ttoken"]))
+            .await;
         assert!(matches!(out.result, Ok(None)));
     }
 
@@ -152,12 +271,21 @@ mod tests {
     async fn non_utf8_bearer_header_is_a_bad_credential() {
         let a = BearerToken::new(TokenFn::any(Outcome::MustNotBeCalled));
         let mut parts = parts_with(AUTHORIZATION, &[]);
-        parts.headers.insert(AUTHORIZATION, http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap());
+        parts.headers.insert(
+            AUTHORIZATION,
+            http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
+        );
         let out = a.authenticate_request(parts).await;
         assert!(matches!(out.result, Err(AuthnError::InvalidBearerToken)));
         let mut parts = parts_with(AUTHORIZATION, &[]);
-        parts.headers.insert(AUTHORIZATION, http::HeaderValue::from_bytes(b"Other \xff").unwrap());
-        assert!(matches!(a.authenticate_request(parts).await.result, Ok(None)));
+        parts.headers.insert(
+            AUTHORIZATION,
+            http::HeaderValue::from_bytes(b"Other \xff").unwrap(),
+        );
+        assert!(matches!(
+            a.authenticate_request(parts).await.result,
+            Ok(None)
+        ));
     }
 
     enum Expect {

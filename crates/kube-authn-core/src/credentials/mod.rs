@@ -7,7 +7,7 @@ mod websocket;
 
 pub use basic::BasicAuth;
 pub use bearer::BearerToken;
-pub use websocket::{is_websocket_request, WebSocketProtocol, WEBSOCKET_BEARER_PROTOCOL_PREFIX};
+pub use websocket::{WEBSOCKET_BEARER_PROTOCOL_PREFIX, WebSocketProtocol, is_websocket_request};
 
 use http::request::Parts;
 
@@ -15,7 +15,11 @@ use crate::{Audiences, AuthnFuture, AuthnResult, RequestOutcome};
 
 /// The API audiences the layer attached to the request, if any.
 pub(crate) fn request_audiences(parts: &Parts) -> Audiences {
-    parts.extensions.get::<Audiences>().cloned().unwrap_or_default()
+    parts
+        .extensions
+        .get::<Audiences>()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Turns a token/password result into a request outcome: `Ok(None)` becomes `on_reject`, and on

@@ -59,9 +59,7 @@ impl<T> WebSocketProtocol<T> {
 }
 
 /// What the protocol header says: `Ok(None)` no token, `Ok(Some((token, remaining)))`.
-pub(crate) fn protocol_token(
-    headers: &HeaderMap,
-) -> Result<Option<(String, String)>, AuthnError> {
+pub(crate) fn protocol_token(headers: &HeaderMap) -> Result<Option<(String, String)>, AuthnError> {
     let mut token: Option<String> = None;
     let mut filtered: Vec<&str> = Vec::new();
     for line in headers.get_all(SEC_WEBSOCKET_PROTOCOL) {
@@ -82,7 +80,8 @@ pub(crate) fn protocol_token(
             let decoded = RAW_URL
                 .decode(encoded)
                 .map_err(|_| AuthnError::InvalidWebSocketTokenEncoding)?;
-            let decoded = String::from_utf8(decoded).map_err(|_| AuthnError::InvalidWebSocketToken)?;
+            let decoded =
+                String::from_utf8(decoded).map_err(|_| AuthnError::InvalidWebSocketToken)?;
             token = Some(decoded);
         }
     }
@@ -99,7 +98,9 @@ pub(crate) fn protocol_token(
 
 impl<T: AuthenticateToken> AuthenticateRequest for WebSocketProtocol<T> {
     fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
-        if !is_websocket_request(&parts.headers) || !parts.headers.contains_key(SEC_WEBSOCKET_PROTOCOL) {
+        if !is_websocket_request(&parts.headers)
+            || !parts.headers.contains_key(SEC_WEBSOCKET_PROTOCOL)
+        {
             return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
         }
         let (token, remaining) = match protocol_token(&parts.headers) {
@@ -110,17 +111,22 @@ impl<T: AuthenticateToken> AuthenticateRequest for WebSocketProtocol<T> {
         let token = zeroize::Zeroizing::new(token);
         let audiences = request_audiences(&parts);
         let inner = self.tokens.authenticate_token(&token, &audiences);
-        finish(parts, inner, || AuthnError::InvalidBearerToken, move |parts: &mut Parts| {
-            // The remaining entries came from header values, so they are valid header text.
-            match HeaderValue::from_str(&remaining) {
-                Ok(v) => {
-                    parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, v);
+        finish(
+            parts,
+            inner,
+            || AuthnError::InvalidBearerToken,
+            move |parts: &mut Parts| {
+                // The remaining entries came from header values, so they are valid header text.
+                match HeaderValue::from_str(&remaining) {
+                    Ok(v) => {
+                        parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, v);
+                    }
+                    Err(_) => {
+                        parts.headers.remove(SEC_WEBSOCKET_PROTOCOL);
+                    }
                 }
-                Err(_) => {
-                    parts.headers.remove(SEC_WEBSOCKET_PROTOCOL);
-                }
-            }
-        })
+            },
+        )
     }
 
     fn name(&self) -> &'static str {
@@ -148,7 +154,12 @@ mod tests {
     }
 
     fn protocols(parts: &Parts) -> Vec<String> {
-        parts.headers.get_all(SEC_WEBSOCKET_PROTOCOL).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+        parts
+            .headers
+            .get_all(SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
     }
 
     const UP: &[&str] = &["upgrade"];
@@ -168,37 +179,253 @@ mod tests {
             after: Option<&'static [&'static str]>,
         }
         let cases = [
-            Case { name: "TestAuthenticateRequest", connection: UP, protocols: &[TOKEN_DUMMY], outcome: User("user"), ok: true, err: None, after: None },
-            Case { name: "TestAuthenticateRequestMultipleConnectionHeaders", connection: &["not", "upgrade"], protocols: &[TOKEN_DUMMY], outcome: User("user"), ok: true, err: None, after: None },
-            Case { name: "TestAuthenticateRequestTokenInvalid", connection: UP, protocols: &[TOKEN_DUMMY], outcome: NoOpinion, ok: false, err: Some("invalid bearer token"), after: Some(&[TOKEN_DUMMY]) },
-            Case { name: "TestAuthenticateRequestTokenInvalidCustomError", connection: UP, protocols: &[TOKEN_DUMMY], outcome: Error("custom"), ok: false, err: Some("custom"), after: Some(&[TOKEN_DUMMY]) },
-            Case { name: "TestAuthenticateRequestTokenError", connection: UP, protocols: &[TOKEN_DUMMY], outcome: Error("error"), ok: false, err: Some("error"), after: Some(&[TOKEN_DUMMY]) },
-            Case { name: "TestAuthenticateRequestBadValue/no headers", connection: &[], protocols: &[], outcome: MustNotBeCalled, ok: false, err: None, after: None },
-            Case { name: "TestAuthenticateRequestBadValue/other-protocol", connection: UP, protocols: &["other-protocol"], outcome: MustNotBeCalled, ok: false, err: None, after: None },
-            Case { name: "TestAuthenticateRequestBadValue/empty token", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io."], outcome: MustNotBeCalled, ok: false, err: None, after: None },
-            Case { name: "TestBearerToken/no header", connection: UP, protocols: &[], outcome: MustNotBeCalled, ok: false, err: None, after: Some(&[]) },
-            Case { name: "TestBearerToken/empty header", connection: UP, protocols: &[""], outcome: MustNotBeCalled, ok: false, err: None, after: Some(&[""]) },
-            Case { name: "TestBearerToken/non-bearer header", connection: UP, protocols: &["undefined"], outcome: MustNotBeCalled, ok: false, err: None, after: Some(&["undefined"]) },
-            Case { name: "TestBearerToken/empty bearer token", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io."], outcome: MustNotBeCalled, ok: false, err: None, after: Some(&["base64url.bearer.authorization.k8s.io."]) },
-            Case { name: "TestBearerToken/valid bearer token removing header", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4", "dummy, dummy2"], outcome: User("myuser"), ok: true, err: None, after: Some(&["dummy,dummy2"]) },
-            Case { name: "TestBearerToken/invalid bearer token", connection: UP, protocols: &[TOKEN_DUMMY], outcome: NoOpinion, ok: false, err: Some("invalid bearer token"), after: Some(&[TOKEN_DUMMY]) },
-            Case { name: "TestBearerToken/error bearer token", connection: UP, protocols: &[TOKEN_DUMMY], outcome: Error("error"), ok: false, err: Some("error"), after: Some(&[TOKEN_DUMMY]) },
+            Case {
+                name: "TestAuthenticateRequest",
+                connection: UP,
+                protocols: &[TOKEN_DUMMY],
+                outcome: User("user"),
+                ok: true,
+                err: None,
+                after: None,
+            },
+            Case {
+                name: "TestAuthenticateRequestMultipleConnectionHeaders",
+                connection: &["not", "upgrade"],
+                protocols: &[TOKEN_DUMMY],
+                outcome: User("user"),
+                ok: true,
+                err: None,
+                after: None,
+            },
+            Case {
+                name: "TestAuthenticateRequestTokenInvalid",
+                connection: UP,
+                protocols: &[TOKEN_DUMMY],
+                outcome: NoOpinion,
+                ok: false,
+                err: Some("invalid bearer token"),
+                after: Some(&[TOKEN_DUMMY]),
+            },
+            Case {
+                name: "TestAuthenticateRequestTokenInvalidCustomError",
+                connection: UP,
+                protocols: &[TOKEN_DUMMY],
+                outcome: Error("custom"),
+                ok: false,
+                err: Some("custom"),
+                after: Some(&[TOKEN_DUMMY]),
+            },
+            Case {
+                name: "TestAuthenticateRequestTokenError",
+                connection: UP,
+                protocols: &[TOKEN_DUMMY],
+                outcome: Error("error"),
+                ok: false,
+                err: Some("error"),
+                after: Some(&[TOKEN_DUMMY]),
+            },
+            Case {
+                name: "TestAuthenticateRequestBadValue/no headers",
+                connection: &[],
+                protocols: &[],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: None,
+                after: None,
+            },
+            Case {
+                name: "TestAuthenticateRequestBadValue/other-protocol",
+                connection: UP,
+                protocols: &["other-protocol"],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: None,
+                after: None,
+            },
+            Case {
+                name: "TestAuthenticateRequestBadValue/empty token",
+                connection: UP,
+                protocols: &["base64url.bearer.authorization.k8s.io."],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: None,
+                after: None,
+            },
+            Case {
+                name: "TestBearerToken/no header",
+                connection: UP,
+                protocols: &[],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: None,
+                after: Some(&[]),
+            },
+            Case {
+                name: "TestBearerToken/empty header",
+                connection: UP,
+                protocols: &[""],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: None,
+                after: Some(&[""]),
+            },
+            Case {
+                name: "TestBearerToken/non-bearer header",
+                connection: UP,
+                protocols: &["undefined"],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: None,
+                after: Some(&["undefined"]),
+            },
+            Case {
+                name: "TestBearerToken/empty bearer token",
+                connection: UP,
+                protocols: &["base64url.bearer.authorization.k8s.io."],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: None,
+                after: Some(&["base64url.bearer.authorization.k8s.io."]),
+            },
+            Case {
+                name: "TestBearerToken/valid bearer token removing header",
+                connection: UP,
+                protocols: &[
+                    "base64url.bearer.authorization.k8s.io.dG9rZW4",
+                    "dummy, dummy2",
+                ],
+                outcome: User("myuser"),
+                ok: true,
+                err: None,
+                after: Some(&["dummy,dummy2"]),
+            },
+            Case {
+                name: "TestBearerToken/invalid bearer token",
+                connection: UP,
+                protocols: &[TOKEN_DUMMY],
+                outcome: NoOpinion,
+                ok: false,
+                err: Some("invalid bearer token"),
+                after: Some(&[TOKEN_DUMMY]),
+            },
+            Case {
+                name: "TestBearerToken/error bearer token",
+                connection: UP,
+                protocols: &[TOKEN_DUMMY],
+                outcome: Error("error"),
+                ok: false,
+                err: Some("error"),
+                after: Some(&[TOKEN_DUMMY]),
+            },
             // derived edge cases (from the upstream code)
-            Case { name: "token alone", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4"], outcome: MustNotBeCalled, ok: false, err: Some("missing additional subprotocol"), after: Some(&["base64url.bearer.authorization.k8s.io.dG9rZW4"]) },
-            Case { name: "two tokens on one line", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4, base64url.bearer.authorization.k8s.io.dG9rZW4, x"], outcome: MustNotBeCalled, ok: false, err: Some("multiple base64.bearer.authorization tokens specified"), after: None },
-            Case { name: "two tokens across lines", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4, x", "base64url.bearer.authorization.k8s.io.dG9rZW4"], outcome: MustNotBeCalled, ok: false, err: Some("multiple base64.bearer.authorization tokens specified"), after: None },
-            Case { name: "padded base64", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4=, x"], outcome: MustNotBeCalled, ok: false, err: Some("invalid base64.bearer.authorization token encoding"), after: None },
-            Case { name: "standard alphabet", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.+/+/, x"], outcome: MustNotBeCalled, ok: false, err: Some("invalid base64.bearer.authorization token encoding"), after: None },
-            Case { name: "not utf-8", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io._w, x"], outcome: MustNotBeCalled, ok: false, err: Some("invalid base64.bearer.authorization token"), after: None },
-            Case { name: "browser comma and space", connection: &["Upgrade"], protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4, base64.binary.k8s.io"], outcome: User("user"), ok: true, err: None, after: Some(&["base64.binary.k8s.io"]) },
-            Case { name: "empty other entry counts", connection: UP, protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4, "], outcome: User("user"), ok: true, err: None, after: Some(&[""]) },
-            Case { name: "keep-alive, Upgrade", connection: &["keep-alive, Upgrade"], protocols: &[TOKEN_DUMMY], outcome: User("user"), ok: true, err: None, after: Some(&["dummy"]) },
-            Case { name: "not an upgrade", connection: &["keep-alive"], protocols: &[TOKEN_DUMMY], outcome: MustNotBeCalled, ok: false, err: None, after: Some(&[TOKEN_DUMMY]) },
+            Case {
+                name: "token alone",
+                connection: UP,
+                protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4"],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: Some("missing additional subprotocol"),
+                after: Some(&["base64url.bearer.authorization.k8s.io.dG9rZW4"]),
+            },
+            Case {
+                name: "two tokens on one line",
+                connection: UP,
+                protocols: &[
+                    "base64url.bearer.authorization.k8s.io.dG9rZW4, base64url.bearer.authorization.k8s.io.dG9rZW4, x",
+                ],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: Some("multiple base64.bearer.authorization tokens specified"),
+                after: None,
+            },
+            Case {
+                name: "two tokens across lines",
+                connection: UP,
+                protocols: &[
+                    "base64url.bearer.authorization.k8s.io.dG9rZW4, x",
+                    "base64url.bearer.authorization.k8s.io.dG9rZW4",
+                ],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: Some("multiple base64.bearer.authorization tokens specified"),
+                after: None,
+            },
+            Case {
+                name: "padded base64",
+                connection: UP,
+                protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4=, x"],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: Some("invalid base64.bearer.authorization token encoding"),
+                after: None,
+            },
+            Case {
+                name: "standard alphabet",
+                connection: UP,
+                protocols: &["base64url.bearer.authorization.k8s.io.+/+/, x"],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: Some("invalid base64.bearer.authorization token encoding"),
+                after: None,
+            },
+            Case {
+                name: "not utf-8",
+                connection: UP,
+                protocols: &["base64url.bearer.authorization.k8s.io._w, x"],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: Some("invalid base64.bearer.authorization token"),
+                after: None,
+            },
+            Case {
+                name: "browser comma and space",
+                connection: &["Upgrade"],
+                protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4, base64.binary.k8s.io"],
+                outcome: User("user"),
+                ok: true,
+                err: None,
+                after: Some(&["base64.binary.k8s.io"]),
+            },
+            Case {
+                name: "empty other entry counts",
+                connection: UP,
+                protocols: &["base64url.bearer.authorization.k8s.io.dG9rZW4, "],
+                outcome: User("user"),
+                ok: true,
+                err: None,
+                after: Some(&[""]),
+            },
+            Case {
+                name: "keep-alive, Upgrade",
+                connection: &["keep-alive, Upgrade"],
+                protocols: &[TOKEN_DUMMY],
+                outcome: User("user"),
+                ok: true,
+                err: None,
+                after: Some(&["dummy"]),
+            },
+            Case {
+                name: "not an upgrade",
+                connection: &["keep-alive"],
+                protocols: &[TOKEN_DUMMY],
+                outcome: MustNotBeCalled,
+                ok: false,
+                err: None,
+                after: Some(&[TOKEN_DUMMY]),
+            },
         ];
         for c in cases {
             let a = WebSocketProtocol::new(TokenFn::expecting("token", c.outcome));
-            let out = a.authenticate_request(request(c.connection, c.protocols)).await;
-            assert_eq!(matches!(out.result, Ok(Some(_))), c.ok, "{}: {:?}", c.name, out.result);
+            let out = a
+                .authenticate_request(request(c.connection, c.protocols))
+                .await;
+            assert_eq!(
+                matches!(out.result, Ok(Some(_))),
+                c.ok,
+                "{}: {:?}",
+                c.name,
+                out.result
+            );
             match (c.err, &out.result) {
                 (Some(msg), Err(e)) => assert_eq!(e.to_string(), msg, "{}", c.name),
                 (None, Err(e)) => panic!("{}: unexpected error {e}", c.name),

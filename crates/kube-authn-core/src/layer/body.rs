@@ -25,11 +25,15 @@ pin_project! {
 
 impl<B> ResponseBody<B> {
     pub(crate) fn inner(body: B) -> Self {
-        Self { kind: Kind::Inner { body } }
+        Self {
+            kind: Kind::Inner { body },
+        }
     }
 
     pub(crate) fn status(body: Full<Bytes>) -> Self {
-        Self { kind: Kind::Status { body } }
+        Self {
+            kind: Kind::Status { body },
+        }
     }
 }
 

@@ -106,7 +106,7 @@ where
                             this.state.set(State::Called { future });
                         }
                         Err(rejection) => {
-                            return Poll::Ready(Ok(rejection.map(ResponseBody::status)));
+                            return Poll::Ready(Ok(rejection.response().map(ResponseBody::status)));
                         }
                     }
                 }

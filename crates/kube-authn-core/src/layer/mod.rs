@@ -1,7 +1,7 @@
 //! The authentication middleware: [`AuthnLayer`] and [`AuthnService`].
 //!
 //! The service runs the authenticator on the request head. On success it attaches
-//! [`UserInfo`](crate::UserInfo) to the request extensions, removes `Authorization` and the
+//! [`crate::UserInfo`] to the request extensions, removes `Authorization` and the
 //! standard front-proxy headers (`X-Remote-User`, `X-Remote-Uid`, `X-Remote-Group`,
 //! `X-Remote-Extra-*`) as Kubernetes does, and calls the inner service. Otherwise it answers
 //! `401` with the Kubernetes `Status` body and never calls the inner service.
@@ -23,9 +23,9 @@ pub use service::AuthnService;
 
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderName, Response};
-use bytes::Bytes;
 use http_body_util::Full;
 
 use crate::{Audiences, AuthnError, RequestOutcome, UserInfo};
@@ -50,15 +50,18 @@ impl Settings {
         &self,
         outcome: RequestOutcome,
         start: Instant,
-    ) -> Result<Parts, Response<Full<Bytes>>> {
+    ) -> Result<Parts, Rejection> {
         let RequestOutcome { mut parts, result } = outcome;
         let error = match result {
             Ok(Some(auth)) => {
-                if let Some(api) = &self.audiences {
-                    if !auth.audiences.is_empty() && api.intersect(&auth.audiences).is_empty() {
+                if let Some(api) = &self.audiences
+                    && !auth.audiences.is_empty()
+                    && api.intersect(&auth.audiences).is_empty()
+                {
+                    {
                         tracing::debug!(target: "kube_authn::rejected", api_audiences = ?api.as_slice(), token_audiences = ?auth.audiences.as_slice(), "unable to match the audience");
                         self.metrics.record_error(start);
-                        return Err(crate::status::unauthorized(crate::status::is_pretty_print(&parts.uri, &parts.headers)));
+                        return Err(Rejection::of(&parts));
                     }
                 }
                 strip_credentials(&mut parts);
@@ -79,7 +82,26 @@ impl Settings {
                 self.metrics.record_failure(start);
             }
         }
-        Err(crate::status::unauthorized(crate::status::is_pretty_print(&parts.uri, &parts.headers)))
+        Err(Rejection::of(&parts))
+    }
+}
+
+/// A rejected request: what is needed to build its 401 response.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rejection {
+    pretty: bool,
+}
+
+impl Rejection {
+    fn of(parts: &Parts) -> Self {
+        Self {
+            pretty: crate::status::is_pretty_print(&parts.uri, &parts.headers),
+        }
+    }
+
+    /// The 401 response with the Kubernetes `Status` body.
+    pub(crate) fn response(self) -> Response<Full<Bytes>> {
+        crate::status::unauthorized(self.pretty)
     }
 }
 

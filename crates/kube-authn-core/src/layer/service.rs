@@ -55,14 +55,22 @@ where
         match self.auth.authenticate_request(parts).into_ready() {
             // Synchronous strategies: decide now and call the service that was made ready.
             Ok(outcome) => match self.settings.decide(outcome, start) {
-                Ok(parts) => ResponseFuture::called(self.inner.call(Request::from_parts(parts, body))),
-                Err(rejection) => ResponseFuture::rejected(rejection),
+                Ok(parts) => {
+                    ResponseFuture::called(self.inner.call(Request::from_parts(parts, body)))
+                }
+                Err(rejection) => ResponseFuture::rejected(rejection.response()),
             },
             Err(pending) => {
                 // Take the ready service into the future; keep a fresh clone here.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::authenticating(pending, body, ready, Arc::clone(&self.settings), start)
+                ResponseFuture::authenticating(
+                    pending,
+                    body,
+                    ready,
+                    Arc::clone(&self.settings),
+                    start,
+                )
             }
         }
     }
