@@ -212,4 +212,16 @@ mod tests {
         let e = AuthnConfig::from_yaml("a.yaml", "anonymous: yes-please\n").unwrap_err();
         assert!(matches!(e, ConfigError::Yaml { .. }), "{e}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_text(text in "\\PC{0,200}") {
+            let _ = AuthnConfig::from_yaml("a.yaml", &text);
+        }
+
+        #[test]
+        fn never_panics_on_yaml_like_text(text in "[a-zA-Z:\\- \n\\[\\]{}\"'#/.,0-9]{0,200}") {
+            let _ = AuthnConfig::from_yaml("a.yaml", &text);
+        }
+    }
 }

@@ -1,0 +1,1 @@
+//! Client certificates and the authenticating proxy (work in progress).
