@@ -325,3 +325,64 @@ async fn with_no_flags_it_writes_a_demo_token_and_prints_ready_lines() {
         serde_json::json!(["system:masters", "system:authenticated"])
     );
 }
+
+#[tokio::test]
+async fn warning_and_www_authenticate_headers_as_kube_apiserver() {
+    let s = server(&[]);
+    // `Bearer  token` (two spaces) is ignored with Kubernetes' warning; the request is anonymous.
+    let resp = s
+        .client()
+        .get(format!("{}/healthz", s.url()))
+        .header("Authorization", "Bearer  token1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["warning"],
+        "299 - \"the provided Authorization header contains extra space before the bearer token, and is ignored\""
+    );
+    // with a password file configured, a 401 names the basic realm as kube-apiserver did
+    let resp = s
+        .client()
+        .get(format!("{}/healthz", s.url()))
+        .header("Authorization", "Bearer nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Basic realm=\"kubernetes-master\""
+    );
+    assert_eq!(resp.headers()["cache-control"], "no-cache, private");
+}
+
+#[tokio::test]
+async fn a_stale_resource_version_gets_410_expired_as_a_watch_event() {
+    let s = server(&[]);
+    let c = s.client();
+    let base = format!("{}/api/v1/namespaces/team/pods", s.url());
+    // more writes than the server keeps in its watch history
+    for i in 0..1010 {
+        let created = c
+            .post(&base)
+            .header("Authorization", "Bearer token1")
+            .json(&pod(&format!("p{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+    }
+    let resp = c
+        .get(format!("{base}?watch=true&resourceVersion=2"))
+        .header("Authorization", "Bearer token1")
+        .send()
+        .await
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    let ev: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(ev["type"], "ERROR");
+    assert_eq!(ev["object"]["code"], 410);
+    assert_eq!(ev["object"]["reason"], "Expired");
+}

@@ -37,7 +37,7 @@ impl Anonymous {
 }
 
 impl AuthenticateRequest for Anonymous {
-    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+    fn authenticate_request(&self, parts: crate::RequestHead) -> AuthnFuture<RequestOutcome> {
         let result = if self.allows(&parts) {
             let audiences = parts
                 .extensions
@@ -76,7 +76,7 @@ impl<A> WithAnonymous<A> {
 }
 
 impl<A: AuthenticateRequest> AuthenticateRequest for WithAnonymous<A> {
-    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+    fn authenticate_request(&self, parts: crate::RequestHead) -> AuthnFuture<RequestOutcome> {
         match self.inner.authenticate_request(parts).into_ready() {
             Ok(outcome) => match outcome.result {
                 Ok(None) => self.anonymous.authenticate_request(outcome.parts),
@@ -105,8 +105,13 @@ mod tests {
     use super::*;
     use crate::AuthnError;
 
-    fn parts(uri: &str) -> Parts {
-        http::Request::get(uri).body(()).unwrap().into_parts().0
+    fn parts(uri: &str) -> crate::RequestHead {
+        http::Request::get(uri)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+            .into()
     }
 
     #[tokio::test]
@@ -138,7 +143,7 @@ mod tests {
 
     struct Failing;
     impl AuthenticateRequest for Failing {
-        fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+        fn authenticate_request(&self, parts: crate::RequestHead) -> AuthnFuture<RequestOutcome> {
             AuthnFuture::ready(RequestOutcome::new(
                 parts,
                 Err(AuthnError::InvalidBearerToken),

@@ -78,24 +78,28 @@ impl From<UserInfo> for Authenticated {
 /// tried), `Err(_)` a credential was present and is bad.
 pub type AuthnResult = Result<Option<Authenticated>, AuthnError>;
 
+/// The request head as authenticators receive it: boxed, so handing it from one authenticator
+/// to the next moves a pointer, not the whole head.
+pub type RequestHead = Box<Parts>;
+
 /// The outcome of a request authenticator: the request head (rewritten on success, for example
 /// without the credential header) and the result.
 #[derive(Debug)]
 pub struct RequestOutcome {
     /// The request head.
-    pub parts: Parts,
+    pub parts: RequestHead,
     /// What the authenticator decided.
     pub result: AuthnResult,
 }
 
 impl RequestOutcome {
     /// Bundles a head and a result.
-    pub fn new(parts: Parts, result: AuthnResult) -> Self {
+    pub fn new(parts: RequestHead, result: AuthnResult) -> Self {
         Self { parts, result }
     }
 
     /// "No credential of this kind".
-    pub fn no_opinion(parts: Parts) -> Self {
+    pub fn no_opinion(parts: RequestHead) -> Self {
         Self {
             parts,
             result: Ok(None),
@@ -111,7 +115,7 @@ impl RequestOutcome {
 /// [`AuthnFuture::ready`] and allocates nothing.
 pub trait AuthenticateRequest: Send + Sync + 'static {
     /// Authenticates the request.
-    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome>;
+    fn authenticate_request(&self, parts: crate::RequestHead) -> AuthnFuture<RequestOutcome>;
 
     /// A short name for logs and metrics.
     fn name(&self) -> &'static str {
@@ -147,7 +151,7 @@ pub trait AuthenticatePassword: Send + Sync + 'static {
 macro_rules! forward_impls {
     ($($ptr:ident),*) => {$(
         impl<T: AuthenticateRequest + ?Sized> AuthenticateRequest for $ptr<T> {
-            fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+            fn authenticate_request(&self, parts: crate::RequestHead) -> AuthnFuture<RequestOutcome> {
                 (**self).authenticate_request(parts)
             }
             fn name(&self) -> &'static str {

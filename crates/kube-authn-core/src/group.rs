@@ -1,7 +1,5 @@
 //! `system:authenticated` for every authenticated user (Kubernetes `AuthenticatedGroupAdder`).
 
-use http::request::Parts;
-
 use crate::user::{ANONYMOUS_USER, AUTHENTICATED_GROUP, UNAUTHENTICATED_GROUP};
 use crate::{AuthenticateRequest, AuthnFuture, AuthnResult, RequestOutcome};
 
@@ -37,7 +35,7 @@ pub fn add_authenticated_group(result: &mut AuthnResult) {
 }
 
 impl<A: AuthenticateRequest> AuthenticateRequest for AuthenticatedGroupAdder<A> {
-    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+    fn authenticate_request(&self, parts: crate::RequestHead) -> AuthnFuture<RequestOutcome> {
         match self.inner.authenticate_request(parts).into_ready() {
             Ok(mut outcome) => {
                 add_authenticated_group(&mut outcome.result);

@@ -71,6 +71,7 @@ pub mod reload;
 pub mod status;
 mod union;
 mod user;
+mod warning;
 
 #[cfg(test)]
 mod testing;
@@ -78,7 +79,7 @@ mod testing;
 pub use anonymous::{Anonymous, WithAnonymous};
 pub use authenticator::{
     Audiences, AuthenticatePassword, AuthenticateRequest, AuthenticateToken, Authenticated,
-    AuthnResult, RequestOutcome,
+    AuthnResult, RequestHead, RequestOutcome,
 };
 pub use credentials::{BasicAuth, BearerToken, WebSocketProtocol};
 pub use error::{Aggregate, AuthnError, ErrorKind, StrategyError};
@@ -90,3 +91,4 @@ pub use user::{
     ANONYMOUS_USER, AUTHENTICATED_GROUP, CREDENTIAL_ID_KEY, MASTERS_GROUP, UNAUTHENTICATED_GROUP,
     UserInfo,
 };
+pub use warning::{AuthnWarnings, add_warning};

@@ -17,6 +17,7 @@ const KNOWN_USERS: [&str; 5] = [
 ];
 
 /// Handles registered once per layer, so the request path does no registry lookup.
+#[derive(Clone)]
 pub(crate) struct AuthnMetrics {
     attempts: [Counter; 3],
     durations: [Histogram; 3],

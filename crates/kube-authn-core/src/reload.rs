@@ -363,15 +363,22 @@ fn watch_loop<P: Parse>(
     value: &ArcSwap<P::Output>,
     shared: &Shared,
 ) {
+    // Never postpone a check by more than this, however busy the directory is.
+    let max_wait = options.poll_interval.max(options.debounce * 4);
     loop {
         let force = match rx.recv_timeout(options.poll_interval) {
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => false,
             Ok(first) => {
                 let mut force = matches!(first, Msg::OurFile);
-                // Debounce: wait until the directory has been quiet for a while.
+                // Debounce: wait until the directory has been quiet for a while (bounded).
+                let deadline = std::time::Instant::now() + max_wait;
                 loop {
-                    match rx.recv_timeout(options.debounce) {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match rx.recv_timeout(options.debounce.min(left)) {
                         Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                         Ok(Msg::OurFile) => force = true,
                         Ok(Msg::Directory) => {}
@@ -403,14 +410,15 @@ fn check<P: Parse>(
     if !force && id == state.id {
         return;
     }
-    state.id = id;
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) => {
+            // Not remembered as seen: the next tick tries again.
             refuse(shared, format!("unable to read {}: {e}", path.display()));
             return;
         }
     };
+    state.id = id;
     let h = hash(&bytes);
     if h == state.hash {
         return;

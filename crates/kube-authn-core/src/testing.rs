@@ -1,19 +1,18 @@
 //! Test doubles shared by the unit tests of this crate.
 
 use http::HeaderName;
-use http::request::Parts;
 
 use crate::{
     Audiences, AuthenticateToken, Authenticated, AuthnError, AuthnFuture, AuthnResult, UserInfo,
 };
 
 /// A request head with the given values of one header.
-pub(crate) fn parts_with(name: HeaderName, values: &[&str]) -> Parts {
+pub(crate) fn parts_with(name: HeaderName, values: &[&str]) -> crate::RequestHead {
     let mut b = http::Request::get("/");
     for v in values {
         b = b.header(name.clone(), *v);
     }
-    b.body(()).unwrap().into_parts().0
+    b.body(()).unwrap().into_parts().0.into()
 }
 
 /// What a [`TokenFn`] answers.

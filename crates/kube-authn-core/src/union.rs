@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use http::request::Parts;
 use zeroize::Zeroizing;
 
 use crate::error::{Aggregate, StrategyError};
@@ -69,7 +68,7 @@ fn request_step(
 }
 
 impl AuthenticateRequest for Union {
-    fn authenticate_request(&self, mut parts: Parts) -> AuthnFuture<RequestOutcome> {
+    fn authenticate_request(&self, mut parts: crate::RequestHead) -> AuthnFuture<RequestOutcome> {
         let mut errors = Vec::new();
         for (i, member) in self.members.iter().enumerate() {
             match member.authenticate_request(parts).into_ready() {
@@ -237,7 +236,7 @@ mod tests {
     }
 
     impl AuthenticateRequest for Fixed {
-        fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+        fn authenticate_request(&self, parts: crate::RequestHead) -> AuthnFuture<RequestOutcome> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let outcome = RequestOutcome::new(parts, self.result());
             if self.asynchronous {
@@ -263,8 +262,8 @@ mod tests {
         }
     }
 
-    fn parts() -> Parts {
-        http::Request::new(()).into_parts().0
+    fn parts() -> crate::RequestHead {
+        Box::new(http::Request::new(()).into_parts().0)
     }
 
     fn name(r: &AuthnResult) -> Option<&str> {

@@ -18,6 +18,11 @@
 //! row needs at least three columns; the fourth is split on `,` into groups; further columns
 //! are ignored. Any error refuses the whole file and names the file and the line.
 //!
+//! One deliberate difference: the first four fields must be UTF-8 (Go accepts any bytes).
+//! Credentials reach authenticators as `&str`, so a non-UTF-8 token or password could never
+//! match; such a file is refused with file and line instead of being loaded with rows that can
+//! never authenticate.
+//!
 //! Kubernetes reads these files once; here [`TokenFile::watch`] and [`PasswordFile::watch`]
 //! also keep them current (see [`kube_authn_core::reload`]), and [`TokenFile::load`] /
 //! [`PasswordFile::load`] read them once.

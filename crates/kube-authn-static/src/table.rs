@@ -63,7 +63,8 @@ struct Row {
 
 /// The rows of a file.
 pub(crate) struct Table {
-    text: Box<str>,
+    /// Every kept field, secrets included: wiped when the table is dropped (after a reload).
+    text: zeroize::Zeroizing<String>,
     rows: HashTable<Row>,
     hasher: RandomState,
     key: usize,
@@ -178,7 +179,7 @@ impl Table {
             }
         }
         Ok(Self {
-            text: text.into_boxed_str(),
+            text: zeroize::Zeroizing::new(text),
             rows,
             hasher,
             key,

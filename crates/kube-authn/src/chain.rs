@@ -29,7 +29,10 @@ enum Inner {
 }
 
 impl AuthenticateRequest for Authenticator {
-    fn authenticate_request(&self, parts: http::request::Parts) -> AuthnFuture<RequestOutcome> {
+    fn authenticate_request(
+        &self,
+        parts: kube_authn_core::RequestHead,
+    ) -> AuthnFuture<RequestOutcome> {
         match &self.inner {
             Inner::Plain(a) => a.authenticate_request(parts),
             Inner::Anonymous(a) => a.authenticate_request(parts),
@@ -84,6 +87,7 @@ pub struct AuthnBuilder {
     anonymous: Option<Anonymous>,
     api_audiences: Vec<String>,
     reload: Option<ReloadOptions>,
+    basic_realm: Option<Option<String>>,
 }
 
 impl std::fmt::Debug for AuthnBuilder {
@@ -240,14 +244,29 @@ impl AuthnBuilder {
         Ok(Authenticator { inner })
     }
 
+    /// Answers with `WWW-Authenticate: Basic realm="kubernetes-master"`, as kube-apiserver did
+    /// while it accepted basic credentials. Default: only when a password file or password
+    /// authenticator is configured.
+    pub fn basic_realm(mut self, realm: Option<&str>) -> Self {
+        self.basic_realm = Some(realm.map(ToOwned::to_owned));
+        self
+    }
+
     /// Loads the files and builds the layer.
     pub fn build(self) -> Result<AuthnLayer, BuildError> {
         let audiences = self.api_audiences.clone();
-        let layer = AuthnLayer::new(self.build_authenticator()?);
-        Ok(if audiences.is_empty() {
-            layer
-        } else {
-            layer.api_audiences(audiences)
-        })
+        let has_passwords = !self.password_files.is_empty() || !self.passwords.is_empty();
+        let realm = match self.basic_realm.clone() {
+            Some(realm) => realm,
+            None => has_passwords.then(|| "kubernetes-master".to_owned()),
+        };
+        let mut layer = AuthnLayer::new(self.build_authenticator()?);
+        if !audiences.is_empty() {
+            layer = layer.api_audiences(audiences);
+        }
+        if let Some(realm) = realm {
+            layer = layer.basic_realm(&realm);
+        }
+        Ok(layer)
     }
 }

@@ -54,6 +54,14 @@ impl<A> AuthnLayer<A> {
         }
     }
 
+    /// Sets `WWW-Authenticate: Basic realm="<realm>"` on rejections.
+    #[must_use]
+    pub fn basic_realm(self, realm: &str) -> Self {
+        Self {
+            inner: self.inner.basic_realm(realm),
+        }
+    }
+
     /// The authenticator.
     pub fn authenticator(&self) -> &A {
         self.inner.authenticator()

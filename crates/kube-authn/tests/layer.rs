@@ -1,4 +1,4 @@
-//! The facade over real HTTP on 127.0.0.1: `layer`, `route_layer`, the extractor, the 401 body.
+//! The facade over real HTTP and TLS on 127.0.0.1: `layer`, `route_layer`, the extractor, the 401 body.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -12,17 +12,68 @@ use kube_authn::{AuthnLayer, UserInfo};
 #[allow(dead_code)]
 mod per_route;
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+/// A TLS test server on 127.0.0.1 (self-signed certificate for 127.0.0.1).
+struct Tls {
+    addr: SocketAddr,
+    connector: tokio_rustls::TlsConnector,
 }
 
-/// A minimal HTTP/1.1 client: sends one request, returns status, headers text and body.
-async fn get_raw(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+async fn serve(app: Router) -> Tls {
+    use std::sync::Arc;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Tls {
+        addr,
+        connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+    }
+}
+
+/// A minimal HTTP/1.1 client over TLS: sends one request, returns status, head and body.
+async fn get_raw(server: &Tls, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut s = server.connector.connect(name, tcp).await.unwrap();
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -30,7 +81,7 @@ async fn get_raw(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
+    let _ = s.read_to_end(&mut out).await;
     let text = String::from_utf8(out).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status = head[9..12].parse().unwrap();
@@ -52,10 +103,10 @@ async fn route_layer_applies_a_policy_per_route() {
     let addr = serve(per_route::app(&ops, &tokens).unwrap()).await;
 
     // /metrics takes only the operator token
-    let (s, _, body) = get_raw(addr, "/metrics", &[("Authorization", "Bearer ops-token")]).await;
+    let (s, _, body) = get_raw(&addr, "/metrics", &[("Authorization", "Bearer ops-token")]).await;
     assert_eq!((s, body.as_str()), (200, "# metrics for operator\n"));
     let (s, head, body) =
-        get_raw(addr, "/metrics", &[("Authorization", "Bearer user-token")]).await;
+        get_raw(&addr, "/metrics", &[("Authorization", "Bearer user-token")]).await;
     assert_eq!(s, 401);
     assert!(
         head.to_ascii_lowercase()
@@ -64,11 +115,11 @@ async fn route_layer_applies_a_policy_per_route() {
     );
     assert_eq!(body, kube_authn::status::UNAUTHORIZED_BODY);
     // no anonymous on /metrics
-    assert_eq!(get_raw(addr, "/metrics", &[]).await.0, 401);
+    assert_eq!(get_raw(&addr, "/metrics", &[]).await.0, 401);
 
     // the API takes either token, and anonymous
     let (s, _, body) = get_raw(
-        addr,
+        &addr,
         "/api/whoami",
         &[("Authorization", "Bearer user-token")],
     )
@@ -82,13 +133,13 @@ async fn route_layer_applies_a_policy_per_route() {
             .with_groups(["devs", "qa", "system:authenticated"])
     );
     let (_, _, body) = get_raw(
-        addr,
+        &addr,
         "/api/whoami",
         &[("Authorization", "Bearer ops-token")],
     )
     .await;
     assert!(body.contains("\"username\":\"operator\""), "{body}");
-    let (s, _, body) = get_raw(addr, "/api/whoami", &[]).await;
+    let (s, _, body) = get_raw(&addr, "/api/whoami", &[]).await;
     assert_eq!(s, 200);
     assert_eq!(
         serde_json::from_str::<UserInfo>(&body).unwrap(),
@@ -96,7 +147,7 @@ async fn route_layer_applies_a_policy_per_route() {
     );
     // a bad credential is 401 even with anonymous on
     assert_eq!(
-        get_raw(addr, "/api/whoami", &[("Authorization", "Bearer wrong")])
+        get_raw(&addr, "/api/whoami", &[("Authorization", "Bearer wrong")])
             .await
             .0,
         401
@@ -104,19 +155,19 @@ async fn route_layer_applies_a_policy_per_route() {
 
     // unprotected route
     assert_eq!(
-        get_raw(addr, "/healthz", &[("Authorization", "Bearer wrong")])
+        get_raw(&addr, "/healthz", &[("Authorization", "Bearer wrong")])
             .await
             .0,
         200
     );
     // route_layer: unknown routes are 404, not 401
-    assert_eq!(get_raw(addr, "/nope", &[]).await.0, 404);
+    assert_eq!(get_raw(&addr, "/nope", &[]).await.0, 404);
 }
 
 #[tokio::test]
 async fn the_extractor_is_500_without_the_layer() {
     let app = Router::new().route("/whoami", get(|u: UserInfo| async move { Json(u) }));
-    let (s, _, body) = get_raw(serve(app).await, "/whoami", &[]).await;
+    let (s, _, body) = get_raw(&serve(app).await, "/whoami", &[]).await;
     assert_eq!(s, 500);
     assert!(body.contains("authentication layer"), "{body}");
 }
@@ -127,7 +178,7 @@ async fn curl_gets_the_pretty_status() {
     let app = Router::new()
         .route("/x", get(|| async { "x" }))
         .layer(AuthnLayer::builder().token_file(&ops).build().unwrap());
-    let (s, _, body) = get_raw(serve(app).await, "/x", &[("User-Agent", "curl/8.5.0")]).await;
+    let (s, _, body) = get_raw(&serve(app).await, "/x", &[("User-Agent", "curl/8.5.0")]).await;
     assert_eq!(s, 401);
     assert_eq!(body, kube_authn::status::UNAUTHORIZED_BODY_PRETTY);
 }
@@ -171,7 +222,7 @@ async fn the_inner_service_never_sees_the_credential() {
 
     // bearer: Authorization removed, and spoofable front-proxy headers too
     let (s, _, body) = get_raw(
-        addr,
+        &addr,
         "/echo",
         &[
             ("Authorization", "Bearer ops-token"),
@@ -188,7 +239,7 @@ async fn the_inner_service_never_sees_the_credential() {
 
     // websocket: only the remaining protocols, joined by ","
     let (s, _, body) = get_raw(
-        addr,
+        &addr,
         "/echo",
         &[
             ("Connection", "Upgrade"),
@@ -209,7 +260,7 @@ async fn the_inner_service_never_sees_the_credential() {
     );
 
     // a rejected request never reaches the handler at all
-    let (s, _, body) = get_raw(addr, "/echo", &[("Authorization", "Bearer wrong")]).await;
+    let (s, _, body) = get_raw(&addr, "/echo", &[("Authorization", "Bearer wrong")]).await;
     assert_eq!(
         (s, body.as_str()),
         (401, kube_authn::status::UNAUTHORIZED_BODY)

@@ -220,8 +220,16 @@ async fn list_pods(
 ) -> Response {
     if truthy(&q.watch) {
         let since = q.resource_version.as_deref().and_then(|v| v.parse().ok());
-        let (initial, rx) = s.store.watch(&ns, since);
-        let events = watch_stream(initial, rx, ns, q.timeout_seconds);
+        let events: std::pin::Pin<Box<dyn Stream<Item = Value> + Send>> =
+            match s.store.watch(&ns, since) {
+                Ok((initial, rx)) => Box::pin(watch_stream(
+                    initial,
+                    rx,
+                    ns,
+                    q.timeout_seconds.unwrap_or(DEFAULT_WATCH_TIMEOUT),
+                )),
+                Err(too_old) => Box::pin(stream::iter([too_old.event()])),
+            };
         return match ws.ok() {
             Some(ws) => websocket(ws, events.map(|v| Bytes::from(format!("{v}\n")))),
             None => chunked(
@@ -235,25 +243,32 @@ async fn list_pods(
         .into_response()
 }
 
+/// kube-apiserver's `--min-request-timeout` default: a watch without `timeoutSeconds` ends then.
+const DEFAULT_WATCH_TIMEOUT: u64 = 1800;
+
 fn watch_stream(
     initial: Vec<Value>,
     rx: broadcast::Receiver<crate::store::Event>,
     ns: String,
-    timeout: Option<u64>,
+    timeout_seconds: u64,
 ) -> impl Stream<Item = Value> + Send + 'static {
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + Duration::from_secs(t));
-    let live = stream::unfold((rx, ns), move |(mut rx, ns)| async move {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_seconds);
+    let live = stream::unfold(Some((rx, ns)), move |state| async move {
+        let (mut rx, ns) = state?;
         loop {
-            let next = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
-                    Ok(r) => r,
-                    Err(_) => return None,
-                },
-                None => rx.recv().await,
+            let Ok(next) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                return None;
             };
             match next {
-                Ok(e) if e.namespace == ns => return Some((e.to_json(), (rx, ns))),
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Ok(e) if e.namespace == ns => return Some((e.to_json(), Some((rx, ns)))),
+                Ok(_) => continue,
+                // This watcher fell behind: tell it, as Kubernetes does, and end the stream.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    return Some((
+                        crate::store::expired("too old resource version: the watch fell behind"),
+                        None,
+                    ));
+                }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }

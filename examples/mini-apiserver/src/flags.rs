@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// kube-apiserver's default `--cert-dir`.
+pub(crate) const DEFAULT_CERT_DIR: &str = "/var/run/kubernetes";
+
 /// A small kube-apiserver look-alike that authenticates with kube-authn.
 #[derive(Debug, Parser)]
 #[command(name = "mini-apiserver", version, about, long_about = None)]
@@ -24,7 +27,7 @@ pub(crate) struct Flags {
     #[arg(long)]
     pub(crate) tls_private_key_file: Option<PathBuf>,
     /// The directory where the TLS certs are located (and generated when --tls-cert-file is not given).
-    #[arg(long, default_value = "/var/run/kubernetes")]
+    #[arg(long, default_value = DEFAULT_CERT_DIR)]
     pub(crate) cert_dir: PathBuf,
     /// If set, the file will be used to secure the secure port of the API server via token authentication.
     #[arg(long)]

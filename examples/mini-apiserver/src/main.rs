@@ -32,6 +32,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let flags = Flags::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -77,6 +78,30 @@ fn demo_token_file(dir: &Path) -> Result<(PathBuf, String), BoxError> {
     Ok((path, token))
 }
 
+/// `--cert-dir`, or when it is the default `/var/run/kubernetes` and cannot be written (not
+/// root), `./apiserver.local.config/certificates` as Kubernetes' sample API servers use.
+fn usable_cert_dir(dir: &Path) -> PathBuf {
+    let default = Path::new(flags::DEFAULT_CERT_DIR);
+    let given = std::env::args().any(|a| a == "--cert-dir" || a.starts_with("--cert-dir="));
+    if given || dir != default || std::fs::create_dir_all(dir).is_ok_and(|()| writable(dir)) {
+        return dir.to_owned();
+    }
+    let fallback = PathBuf::from("apiserver.local.config/certificates");
+    eprintln!(
+        "{} is not writable: using {} for certificates",
+        dir.display(),
+        fallback.display()
+    );
+    fallback
+}
+
+fn writable(dir: &Path) -> bool {
+    let probe = dir.join(".write-test");
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
 async fn run(flags: Flags) -> Result<(), BoxError> {
     if let Some((flag, why)) = flags.later.refused() {
         return Err(format!("flag {flag} is not supported by this build: {why}").into());
@@ -86,10 +111,11 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         .install_recorder()
         .map_err(|e| format!("unable to install the metrics recorder: {e}"))?;
 
+    let cert_dir = usable_cert_dir(&flags.cert_dir);
     let serving = tls::serving_cert(
         flags.tls_cert_file.as_deref(),
         flags.tls_private_key_file.as_deref(),
-        &flags.cert_dir,
+        &cert_dir,
     )?;
     let tls_config = tls::server_config(&serving)?;
 
@@ -110,7 +136,7 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         builder = builder.password_file(path);
     }
     if !any_strategy {
-        let (path, token) = demo_token_file(&flags.cert_dir)?;
+        let (path, token) = demo_token_file(&cert_dir)?;
         builder = builder.token_file(&path);
         demo_token = Some((path, token));
     }
@@ -138,7 +164,7 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
     let app = api::router(state).layer(axum::middleware::from_fn(policy::default_policy));
     let app = if flags.disable_authentication {
         eprintln!("Authentication is disabled (--disable-authentication)");
-        app
+        app.layer(axum::Extension(policy::AuthenticationDisabled))
     } else {
         app.layer(authn)
     };

@@ -12,10 +12,26 @@ use serde_json::json;
 
 const PUBLIC: [&str; 5] = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
 
+/// Marks requests of a server started with `--disable-authentication` (the benchmark baseline).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AuthenticationDisabled;
+
 pub(crate) async fn default_policy(request: Request, next: Next) -> Response {
     let Some(user) = request.extensions().get::<UserInfo>() else {
-        // Only with --disable-authentication: every request passes, with no user.
-        return next.run(request).await;
+        if request
+            .extensions()
+            .get::<AuthenticationDisabled>()
+            .is_some()
+        {
+            return next.run(request).await;
+        }
+        // The authentication layer is missing in front of the policy: a server bug.
+        return crate::api::status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "no user on the request",
+            None,
+        );
     };
     if !user.is_anonymous() {
         return next.run(request).await;

@@ -46,6 +46,32 @@ struct Inner {
     pods: BTreeMap<(String, String), Pod>,
     resource_version: u64,
     history: VecDeque<Event>,
+    /// The newest resource version dropped from the history: a watch from an older one
+    /// would miss events.
+    compacted: u64,
+}
+
+/// A watch from a resource version older than the kept history.
+#[derive(Debug)]
+pub(crate) struct TooOld {
+    pub(crate) requested: u64,
+    pub(crate) oldest: u64,
+}
+
+impl TooOld {
+    /// The `ERROR` watch event Kubernetes sends: 410 Expired.
+    pub(crate) fn event(&self) -> Value {
+        expired(&format!(
+            "too old resource version: {} ({})",
+            self.requested, self.oldest
+        ))
+    }
+}
+
+/// An `ERROR` watch event with a 410 `Expired` Status.
+pub(crate) fn expired(message: &str) -> Value {
+    json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": "Expired", "code": 410}})
 }
 
 /// Why a write was refused.
@@ -116,8 +142,10 @@ impl Store {
             object,
         };
         inner.history.push_back(event.clone());
-        if inner.history.len() > MAX_HISTORY {
-            inner.history.pop_front();
+        if inner.history.len() > MAX_HISTORY
+            && let Some(dropped) = inner.history.pop_front()
+        {
+            inner.compacted = dropped.resource_version;
         }
         let _ = self.events.send(event);
     }
@@ -247,8 +275,14 @@ impl Store {
         &self,
         namespace: &str,
         since: Option<u64>,
-    ) -> (Vec<Value>, broadcast::Receiver<Event>) {
+    ) -> Result<(Vec<Value>, broadcast::Receiver<Event>), TooOld> {
         let inner = self.lock();
+        if let Some(rv) = since.filter(|rv| *rv != 0 && *rv < inner.compacted) {
+            return Err(TooOld {
+                requested: rv,
+                oldest: inner.compacted,
+            });
+        }
         let rx = self.events.subscribe();
         let initial = match since {
             // "0" or absent: the current state as synthetic ADDED events.
@@ -265,7 +299,7 @@ impl Store {
                 .map(Event::to_json)
                 .collect(),
         };
-        (initial, rx)
+        Ok((initial, rx))
     }
 
     /// The pod's lines so far (the last `tail` if given) and a receiver for new ones.
@@ -328,6 +362,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_watch_older_than_the_history_is_expired() {
+        let s = Store::new();
+        for i in 0..(MAX_HISTORY + 10) {
+            let pod = json!({"metadata": {"name": format!("p{i}")}});
+            s.put("default", pod, None).unwrap();
+        }
+        let err = s.watch("default", Some(3)).unwrap_err();
+        assert_eq!(err.event()["object"]["code"], 410);
+        assert!(s.watch("default", Some(20)).is_ok());
+        assert!(s.watch("default", Some(0)).is_ok());
+    }
+
+    #[test]
     fn rfc3339_dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
@@ -347,7 +394,7 @@ mod tests {
         ));
         s.put("default", pod.clone(), Some("p")).unwrap();
         s.delete("default", "p").unwrap();
-        let (events, _) = s.watch("default", Some(1));
+        let (events, _) = s.watch("default", Some(1)).unwrap();
         let kinds: Vec<_> = events
             .iter()
             .map(|e| e["type"].as_str().unwrap().to_owned())

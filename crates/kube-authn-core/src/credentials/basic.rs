@@ -46,7 +46,7 @@ pub(crate) fn basic_credentials(value: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl<P: AuthenticatePassword> AuthenticateRequest for BasicAuth<P> {
-    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+    fn authenticate_request(&self, parts: crate::RequestHead) -> AuthnFuture<RequestOutcome> {
         let Some(value) = parts.headers.get(AUTHORIZATION) else {
             return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
         };
@@ -203,7 +203,35 @@ mod tests {
         );
     }
 
+    struct AcceptAll;
+    impl AuthenticatePassword for AcceptAll {
+        fn authenticate_password(&self, u: &str, _: &str) -> AuthnFuture<AuthnResult> {
+            AuthnFuture::ready(Ok(Some(Authenticated::new(UserInfo::new(u)))))
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn the_whole_reader_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64), prefix in proptest::bool::ANY) {
+            let mut value = if prefix { b"Basic ".to_vec() } else { Vec::new() };
+            value.extend_from_slice(&bytes);
+            if let Ok(v) = http::HeaderValue::from_bytes(&value) {
+                let mut parts = parts_with(AUTHORIZATION, &[]);
+                parts.headers.insert(AUTHORIZATION, v);
+                let _ = BasicAuth::new(AcceptAll).authenticate_request(parts).into_ready();
+            }
+        }
+
+        #[test]
+        fn the_whole_reader_never_panics_on_any_base64_payload(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..48)) {
+            let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(&payload));
+            let parts = parts_with(AUTHORIZATION, &[&value]);
+            let out = BasicAuth::new(AcceptAll).authenticate_request(parts).into_ready().unwrap();
+            let has_colon = payload.contains(&b':');
+            let utf8 = std::str::from_utf8(&payload).is_ok();
+            proptest::prop_assert_eq!(matches!(out.result, Ok(Some(_))), has_colon && utf8);
+        }
+
         #[test]
         fn never_panics_on_any_header(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
             let _ = basic_credentials(&bytes);

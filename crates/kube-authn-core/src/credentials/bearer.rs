@@ -25,38 +25,61 @@ impl<T> BearerToken<T> {
     }
 }
 
-/// The byte range of the token inside the header value, if the header carries a bearer token.
-pub(crate) fn bearer_token(value: &[u8]) -> Option<&str> {
-    let value = std::str::from_utf8(value).ok()?.trim();
-    let mut parts = value.splitn(3, ' ');
-    let scheme = parts.next()?;
-    let token = parts.next()?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return None;
+/// What the `Authorization` header holds, read on its bytes as Go does.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Bearer<'a> {
+    /// Not a bearer credential (or an empty token).
+    None,
+    /// `Bearer  token`: an empty token after an extra space; ignored with a warning.
+    ExtraSpace,
+    /// A token.
+    Token(&'a str),
+    /// A token that is not UTF-8: it can match no token, so it is a bad credential.
+    NotUtf8,
+}
+
+/// The warning Kubernetes attaches when a bearer token is ignored because of an extra space.
+pub const EXTRA_SPACE_WARNING: &str = "the provided Authorization header contains extra space before the bearer token, and is ignored";
+
+pub(crate) fn bearer_token(value: &[u8]) -> Bearer<'_> {
+    let value = super::trim_space(value);
+    let mut parts = value.splitn(3, |b| *b == b' ');
+    let (Some(scheme), Some(token)) = (parts.next(), parts.next()) else {
+        return Bearer::None;
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Bearer::None;
     }
-    Some(token)
+    if token.is_empty() {
+        return if parts.next().is_some() {
+            Bearer::ExtraSpace
+        } else {
+            Bearer::None
+        };
+    }
+    match std::str::from_utf8(token) {
+        Ok(token) => Bearer::Token(token),
+        Err(_) => Bearer::NotUtf8,
+    }
 }
 
 impl<T: AuthenticateToken> AuthenticateRequest for BearerToken<T> {
-    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+    fn authenticate_request(&self, mut parts: crate::RequestHead) -> AuthnFuture<RequestOutcome> {
         let Some(value) = parts.headers.get(AUTHORIZATION) else {
             return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
         };
         let token = match bearer_token(value.as_bytes()) {
-            Some(token) => token,
-            None => {
-                // A header that is not valid UTF-8 but names the bearer scheme still carries a
-                // (bad) bearer credential, as in Go where header values are bytes.
-                let bytes = value.as_bytes();
-                let rejected = std::str::from_utf8(bytes).is_err()
-                    && bytes.len() > 7
-                    && bytes[..7].eq_ignore_ascii_case(b"bearer ");
-                let result = if rejected {
-                    Err(AuthnError::InvalidBearerToken)
-                } else {
-                    Ok(None)
-                };
-                return AuthnFuture::ready(RequestOutcome::new(parts, result));
+            Bearer::Token(token) => token,
+            Bearer::None => return AuthnFuture::ready(RequestOutcome::no_opinion(parts)),
+            Bearer::ExtraSpace => {
+                crate::warning::add_warning(&mut parts, EXTRA_SPACE_WARNING);
+                return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
+            }
+            Bearer::NotUtf8 => {
+                return AuthnFuture::ready(RequestOutcome::new(
+                    parts,
+                    Err(AuthnError::InvalidBearerToken),
+                ));
             }
         };
         let audiences = request_audiences(&parts);
@@ -265,6 +288,34 @@ mod tests {
         let out = fut.await;
         assert!(matches!(out.result, Ok(Some(_))));
         assert!(out.parts.headers.get(AUTHORIZATION).is_none());
+    }
+
+    #[test]
+    fn bytes_are_read_as_go_reads_them() {
+        assert_eq!(bearer_token(b"Bearer token \xff"), Bearer::Token("token"));
+        assert_eq!(bearer_token(b"  Bearer \xff"), Bearer::NotUtf8);
+        assert_eq!(bearer_token(b"Bearer  \xff"), Bearer::ExtraSpace);
+        assert_eq!(bearer_token(b"\xff token"), Bearer::None);
+        assert_eq!(bearer_token(b"Bearer"), Bearer::None);
+        assert_eq!(
+            bearer_token("\u{a0}Bearer token\u{85}".as_bytes()),
+            Bearer::Token("token")
+        );
+    }
+
+    #[tokio::test]
+    async fn extra_space_is_ignored_with_the_kubernetes_warning() {
+        let a = BearerToken::new(TokenFn::any(Outcome::MustNotBeCalled));
+        let out = a
+            .authenticate_request(parts_with(AUTHORIZATION, &["Bearer  token"]))
+            .await;
+        assert!(matches!(out.result, Ok(None)));
+        let warnings = out.parts.extensions.get::<crate::AuthnWarnings>().unwrap();
+        assert_eq!(warnings.messages(), [EXTRA_SPACE_WARNING]);
+        let out = a
+            .authenticate_request(parts_with(AUTHORIZATION, &["Bearer "]))
+            .await;
+        assert!(out.parts.extensions.get::<crate::AuthnWarnings>().is_none());
     }
 
     #[tokio::test]

@@ -58,19 +58,16 @@ impl<T> WebSocketProtocol<T> {
     }
 }
 
-/// What the protocol header says: `Ok(None)` no token, `Ok(Some((token, remaining)))`.
-pub(crate) fn protocol_token(headers: &HeaderMap) -> Result<Option<(String, String)>, AuthnError> {
+/// What the protocol header says: `Ok(None)` no token, `Ok(Some((token, remaining)))` with the
+/// other entries joined by `,`. Read on the header's bytes, as Go does.
+pub(crate) fn protocol_token(headers: &HeaderMap) -> Result<Option<(String, Vec<u8>)>, AuthnError> {
     let mut token: Option<String> = None;
-    let mut filtered: Vec<&str> = Vec::new();
+    let mut filtered: Vec<&[u8]> = Vec::new();
     for line in headers.get_all(SEC_WEBSOCKET_PROTOCOL) {
-        // Header values that are not UTF-8 cannot hold a valid entry; treat their text as opaque.
-        let Ok(line) = line.to_str() else {
-            filtered.push("");
-            continue;
-        };
-        for item in line.split(',') {
-            let item = item.trim();
-            let Some(encoded) = item.strip_prefix(WEBSOCKET_BEARER_PROTOCOL_PREFIX) else {
+        for item in line.as_bytes().split(|b| *b == b',') {
+            let item = super::trim_space(item);
+            let Some(encoded) = item.strip_prefix(WEBSOCKET_BEARER_PROTOCOL_PREFIX.as_bytes())
+            else {
                 filtered.push(item);
                 continue;
             };
@@ -90,14 +87,14 @@ pub(crate) fn protocol_token(headers: &HeaderMap) -> Result<Option<(String, Stri
             if filtered.is_empty() {
                 return Err(AuthnError::MissingAdditionalSubprotocol);
             }
-            Ok(Some((t, filtered.join(","))))
+            Ok(Some((t, filtered.join(&b","[..]))))
         }
         _ => Ok(None),
     }
 }
 
 impl<T: AuthenticateToken> AuthenticateRequest for WebSocketProtocol<T> {
-    fn authenticate_request(&self, parts: Parts) -> AuthnFuture<RequestOutcome> {
+    fn authenticate_request(&self, parts: crate::RequestHead) -> AuthnFuture<RequestOutcome> {
         if !is_websocket_request(&parts.headers)
             || !parts.headers.contains_key(SEC_WEBSOCKET_PROTOCOL)
         {
@@ -117,7 +114,7 @@ impl<T: AuthenticateToken> AuthenticateRequest for WebSocketProtocol<T> {
             || AuthnError::InvalidBearerToken,
             move |parts: &mut Parts| {
                 // The remaining entries came from header values, so they are valid header text.
-                match HeaderValue::from_str(&remaining) {
+                match HeaderValue::from_bytes(&remaining) {
                     Ok(v) => {
                         parts.headers.insert(SEC_WEBSOCKET_PROTOCOL, v);
                     }
@@ -139,7 +136,7 @@ mod tests {
     use super::*;
     use crate::testing::{Outcome, TokenFn};
 
-    fn request(connection: &[&str], protocols: &[&str]) -> Parts {
+    fn request(connection: &[&str], protocols: &[&str]) -> crate::RequestHead {
         let mut b = http::Request::get("/");
         if !connection.is_empty() {
             b = b.header(UPGRADE, "websocket");
@@ -150,7 +147,7 @@ mod tests {
         for p in protocols {
             b = b.header(SEC_WEBSOCKET_PROTOCOL, *p);
         }
-        b.body(()).unwrap().into_parts().0
+        b.body(()).unwrap().into_parts().0.into()
     }
 
     fn protocols(parts: &Parts) -> Vec<String> {
@@ -438,6 +435,39 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn non_utf8_lines_keep_their_other_entries() {
+        let mut parts = request(UP, &[]);
+        parts.headers.append(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_bytes(b"base64url.bearer.authorization.k8s.io.dG9rZW4, x\xff")
+                .unwrap(),
+        );
+        let a = WebSocketProtocol::new(TokenFn::expecting("token", Outcome::User("u")));
+        let out = a.authenticate_request(parts).await;
+        assert!(matches!(out.result, Ok(Some(_))));
+        assert_eq!(
+            out.parts
+                .headers
+                .get(SEC_WEBSOCKET_PROTOCOL)
+                .unwrap()
+                .as_bytes(),
+            b"x\xff"
+        );
+
+        let mut parts = request(UP, &["base64url.bearer.authorization.k8s.io.dG9rZW4, x"]);
+        parts.headers.append(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_bytes(b"\xff, base64url.bearer.authorization.k8s.io.dG9rZW4")
+                .unwrap(),
+        );
+        let out = a.authenticate_request(parts).await;
+        assert_eq!(
+            out.result.unwrap_err().to_string(),
+            "multiple base64.bearer.authorization tokens specified"
+        );
+    }
+
     #[test]
     fn upgrade_detection() {
         let h = |up: &str, conn: &[&str]| {
@@ -474,7 +504,7 @@ mod tests {
             let parts = request(UP, &[&format!("{entry}, {other}")]);
             let (got, rest) = protocol_token(&parts.headers).unwrap().unwrap();
             proptest::prop_assert_eq!(got, token);
-            proptest::prop_assert_eq!(rest, other);
+            proptest::prop_assert_eq!(rest, other.into_bytes());
         }
     }
 }

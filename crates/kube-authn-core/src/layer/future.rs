@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{ResponseBody, Settings};
-use crate::{AuthnFuture, RequestOutcome};
+use crate::{AuthnFuture, AuthnWarnings, RequestOutcome};
 
 pin_project! {
     /// The response future of [`AuthnService`](super::AuthnService).
@@ -39,6 +39,7 @@ pin_project! {
         Called {
             #[pin]
             future: S::Future,
+            warnings: Option<AuthnWarnings>,
         },
         Rejected {
             response: Option<Response<Full<Bytes>>>,
@@ -47,9 +48,9 @@ pin_project! {
 }
 
 impl<S: Service<Request<B>>, B> ResponseFuture<S, B> {
-    pub(crate) fn called(future: S::Future) -> Self {
+    pub(crate) fn called(future: S::Future, warnings: Option<AuthnWarnings>) -> Self {
         Self {
-            state: State::Called { future },
+            state: State::Called { future, warnings },
         }
     }
 
@@ -101,17 +102,18 @@ where
                         panic!("ResponseFuture polled after completion");
                     };
                     match decision {
-                        Ok(parts) => {
+                        Ok((parts, warnings)) => {
                             let future = service.call(Request::from_parts(parts, body));
-                            this.state.set(State::Called { future });
+                            this.state.set(State::Called { future, warnings });
                         }
                         Err(rejection) => {
                             return Poll::Ready(Ok(rejection.response().map(ResponseBody::status)));
                         }
                     }
                 }
-                StateProj::Called { future } => {
-                    let response = ready!(future.poll(cx))?;
+                StateProj::Called { future, warnings } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    super::add_warning_headers(response.headers_mut(), warnings.as_ref());
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
                 StateProj::Rejected { response } => {

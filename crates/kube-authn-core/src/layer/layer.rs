@@ -39,9 +39,27 @@ impl<A> AuthnLayer<A> {
             auth,
             settings: Arc::new(Settings {
                 audiences: None,
+                www_authenticate: None,
                 metrics: crate::metrics::AuthnMetrics::new(),
             }),
         }
+    }
+
+    fn with_settings(self, edit: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = (*self.settings).clone();
+        edit(&mut settings);
+        Self {
+            auth: self.auth,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Answers rejections with `WWW-Authenticate: Basic realm="<realm>"`, as kube-apiserver did
+    /// while it accepted basic credentials (realm `kubernetes-master`). Default: no such header.
+    #[must_use]
+    pub fn basic_realm(self, realm: &str) -> Self {
+        let value = http::HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")).ok();
+        self.with_settings(|s| s.www_authenticate = value)
     }
 
     /// Sets the server's API audiences (Kubernetes `--api-audiences`). Token authenticators
@@ -54,13 +72,7 @@ impl<A> AuthnLayer<A> {
         S: Into<String>,
     {
         let audiences: Audiences = audiences.into_iter().collect();
-        Self {
-            auth: self.auth,
-            settings: Arc::new(Settings {
-                audiences: (!audiences.is_empty()).then_some(audiences),
-                metrics: crate::metrics::AuthnMetrics::new(),
-            }),
-        }
+        self.with_settings(|s| s.audiences = (!audiences.is_empty()).then_some(audiences))
     }
 
     /// The authenticator.

@@ -28,12 +28,13 @@ use http::request::Parts;
 use http::{HeaderName, Response};
 use http_body_util::Full;
 
-use crate::{Audiences, AuthnError, RequestOutcome, UserInfo};
+use crate::{Audiences, AuthnError, AuthnWarnings, RequestOutcome, UserInfo};
 
 /// What the service needs besides the authenticator; shared behind an `Arc`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) audiences: Option<Audiences>,
+    pub(crate) www_authenticate: Option<http::HeaderValue>,
     pub(crate) metrics: crate::metrics::AuthnMetrics,
 }
 
@@ -50,8 +51,9 @@ impl Settings {
         &self,
         outcome: RequestOutcome,
         start: Instant,
-    ) -> Result<Parts, Rejection> {
+    ) -> Result<(Parts, Option<AuthnWarnings>), Rejection> {
         let RequestOutcome { mut parts, result } = outcome;
+        let warnings = parts.extensions.remove::<AuthnWarnings>();
         let error = match result {
             Ok(Some(auth)) => {
                 if let Some(api) = &self.audiences
@@ -61,13 +63,13 @@ impl Settings {
                     {
                         tracing::debug!(target: "kube_authn::rejected", api_audiences = ?api.as_slice(), token_audiences = ?auth.audiences.as_slice(), "unable to match the audience");
                         self.metrics.record_error(start);
-                        return Err(Rejection::of(&parts));
+                        return Err(self.reject(&parts, warnings));
                     }
                 }
                 strip_credentials(&mut parts);
                 self.metrics.record_success(start, &auth.user);
                 parts.extensions.insert::<UserInfo>(auth.user);
-                return Ok(parts);
+                return Ok((*parts, warnings));
             }
             Ok(None) => None,
             Err(e) => Some(e),
@@ -82,26 +84,48 @@ impl Settings {
                 self.metrics.record_failure(start);
             }
         }
-        Err(Rejection::of(&parts))
+        Err(self.reject(&parts, warnings))
+    }
+}
+
+impl Settings {
+    fn reject(&self, parts: &Parts, warnings: Option<AuthnWarnings>) -> Rejection {
+        Rejection {
+            pretty: crate::status::is_pretty_print(&parts.uri, &parts.headers),
+            warnings,
+            www_authenticate: self.www_authenticate.clone(),
+        }
     }
 }
 
 /// A rejected request: what is needed to build its 401 response.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub(crate) struct Rejection {
     pretty: bool,
+    warnings: Option<AuthnWarnings>,
+    www_authenticate: Option<http::HeaderValue>,
 }
 
 impl Rejection {
-    fn of(parts: &Parts) -> Self {
-        Self {
-            pretty: crate::status::is_pretty_print(&parts.uri, &parts.headers),
-        }
-    }
-
     /// The 401 response with the Kubernetes `Status` body.
     pub(crate) fn response(self) -> Response<Full<Bytes>> {
-        crate::status::unauthorized(self.pretty)
+        let mut response = crate::status::unauthorized(self.pretty);
+        if let Some(value) = self.www_authenticate {
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, value);
+        }
+        add_warning_headers(response.headers_mut(), self.warnings.as_ref());
+        response
+    }
+}
+
+/// Appends `Warning` headers for the collected warnings.
+pub(crate) fn add_warning_headers(headers: &mut http::HeaderMap, warnings: Option<&AuthnWarnings>) {
+    if let Some(warnings) = warnings {
+        for value in warnings.header_values() {
+            headers.append(http::header::WARNING, value);
+        }
     }
 }
 

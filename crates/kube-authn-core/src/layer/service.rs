@@ -52,12 +52,13 @@ where
         if let Some(audiences) = &self.settings.audiences {
             parts.extensions.insert(audiences.clone());
         }
-        match self.auth.authenticate_request(parts).into_ready() {
+        match self.auth.authenticate_request(Box::new(parts)).into_ready() {
             // Synchronous strategies: decide now and call the service that was made ready.
             Ok(outcome) => match self.settings.decide(outcome, start) {
-                Ok(parts) => {
-                    ResponseFuture::called(self.inner.call(Request::from_parts(parts, body)))
-                }
+                Ok((parts, warnings)) => ResponseFuture::called(
+                    self.inner.call(Request::from_parts(parts, body)),
+                    warnings,
+                ),
                 Err(rejection) => ResponseFuture::rejected(rejection.response()),
             },
             Err(pending) => {
