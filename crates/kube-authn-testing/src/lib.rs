@@ -1,1 +1,714 @@
-//! stub
+//! Test helpers for kube-authn: a regenerable test PKI.
+//!
+//! [`TestPki::generate`] makes, with rcgen and the aws-lc-rs provider (ECDSA P-256 keys,
+//! PKCS#8), every certificate the x509 and authenticating-proxy tests need: a root CA (it
+//! signs the serving certificate), a client CA, an intermediate CA below the client CA, a
+//! front-proxy CA and an unrelated CA, and the leaf certificates listed on [`TestPki`]. The
+//! client certificate `jbeda` is made the way the Kubernetes documentation makes one
+//! (`openssl req -new -key jbeda.pem -subj "/CN=jbeda/O=app1/O=app2"`, signed by the client CA,
+//! client-auth extended key usage).
+//!
+//! Keys are random, so every run makes a new PKI; validity dates are fixed (valid certificates
+//! run from 2020-01-01 to 2120-01-01, the expired one ended in 2001, the not-yet-valid one
+//! starts in 2200), so the outcomes never depend on the day the tests run.
+//!
+//! # Writing the PKI to files
+//!
+//! ```text
+//! cargo run -p kube-authn-testing --bin kube-authn-test-pki -- crates/kube-authn-testing/test-pki
+//! ```
+//!
+//! writes `<name>.crt` and `<name>.key` (PEM; keys are PKCS#8 `PRIVATE KEY`) for every entry of
+//! [`TestPki::all`], plus `<name>-chain.crt` (leaf then intermediates) for certificates issued
+//! below the intermediate CA. [`TestPki::write_to`] does the same from code.
+//!
+//! # Security
+//! Test material only: the private keys are written unencrypted.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber, date_time_ymd,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// The Kubernetes X509 UID attribute OID (`1.3.6.1.4.1.57683.2`, CNCF private enterprise
+/// number).
+pub const UID_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 57683, 2];
+
+/// Why the PKI could not be generated.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PkiError {
+    /// rcgen refused a certificate.
+    Rcgen(rcgen::Error),
+    /// A certificate could not be rewritten (internal DER patching).
+    Patch(&'static str),
+    /// Writing a file failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for PkiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rcgen(e) => write!(f, "certificate generation failed: {e}"),
+            Self::Patch(what) => write!(f, "certificate rewrite failed: {what}"),
+            Self::Io(e) => write!(f, "writing the test pki failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PkiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Rcgen(e) => Some(e),
+            Self::Io(e) => Some(e),
+            Self::Patch(_) => None,
+        }
+    }
+}
+
+impl From<rcgen::Error> for PkiError {
+    fn from(e: rcgen::Error) -> Self {
+        Self::Rcgen(e)
+    }
+}
+
+impl From<io::Error> for PkiError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// A certificate, its private key and the intermediates between it and its CA.
+pub struct Issued {
+    /// The file stem used by [`TestPki::write_to`].
+    pub name: &'static str,
+    cert: CertificateDer<'static>,
+    key: KeyPair,
+    /// Intermediates (issuer first), empty when the issuer is a root.
+    intermediates: Vec<CertificateDer<'static>>,
+    params: CertificateParams,
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issued {
+    /// The certificate (DER).
+    pub fn cert_der(&self) -> CertificateDer<'static> {
+        self.cert.clone()
+    }
+
+    /// The certificate (PEM).
+    pub fn cert_pem(&self) -> String {
+        pem("CERTIFICATE", &self.cert)
+    }
+
+    /// The leaf followed by its intermediates (DER): what a client sends.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        let mut chain = vec![self.cert.clone()];
+        chain.extend(self.intermediates.iter().cloned());
+        chain
+    }
+
+    /// The leaf followed by its intermediates (PEM).
+    pub fn chain_pem(&self) -> String {
+        self.chain().iter().map(|c| pem("CERTIFICATE", c)).collect()
+    }
+
+    /// The private key (PKCS#8 DER).
+    pub fn key_der(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der()))
+    }
+
+    /// The private key (PKCS#8 PEM, `PRIVATE KEY`).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// An `Issuer` for signing with this certificate (only meaningful for CAs).
+    fn issuer(&self) -> Issuer<'_, &KeyPair> {
+        Issuer::from_params(&self.params, &self.key)
+    }
+}
+
+/// The whole test PKI. See the [crate documentation](crate) for how to write it to files.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct TestPki {
+    /// `CN=kube-authn test root CA`: signs the serving certificates (what clients trust).
+    pub root_ca: Issued,
+    /// `CN=kube-authn test client CA`: the `--client-ca-file`.
+    pub client_ca: Issued,
+    /// `CN=kube-authn test intermediate CA`, signed by the client CA.
+    pub intermediate_ca: Issued,
+    /// `CN=kube-authn test front-proxy CA`: the `--requestheader-client-ca-file`.
+    pub front_proxy_ca: Issued,
+    /// `CN=kube-authn test other CA`: trusted by nobody.
+    pub other_ca: Issued,
+
+    /// `CN=jbeda, O=app1, O=app2`, client auth, signed by the client CA (the Kubernetes docs'
+    /// certificate).
+    pub jbeda: Issued,
+    /// `CN=jbeda-via-intermediate, O=app3`, client auth, signed by the intermediate CA.
+    pub via_intermediate: Issued,
+    /// `CN=expired`, client auth, valid 2000-01-01 to 2001-01-01, signed by the client CA.
+    pub expired: Issued,
+    /// `CN=not-yet-valid`, client auth, valid from 2200-01-01, signed by the client CA.
+    pub not_yet_valid: Issued,
+    /// `CN=127.0.0.1, O=My Org`, server auth only, signed by the client CA (Kubernetes'
+    /// `serverCert`).
+    pub server_only: Issued,
+    /// `CN=other-ca-client, O=app1`, client auth, signed by the other CA.
+    pub other_ca_client: Issued,
+    /// `CN=front-proxy-client`, client auth, signed by the front-proxy CA.
+    pub proxy_client: Issued,
+    /// `CN=not-allowed-proxy`, client auth, signed by the front-proxy CA.
+    pub proxy_not_allowed: Issued,
+    /// Serving certificate for `localhost` and `127.0.0.1`, signed by the root CA.
+    pub serving: Issued,
+    /// A second serving certificate (same names, new key): for rotation tests.
+    pub serving_rotated: Issued,
+
+    /// Kubernetes' `clientCNCert`: serial 1, `C=US, ST=My State, L=My City, O=My Org,
+    /// OU=My Unit, CN=client_cn2, CN=client_cn, UID=client_id`, client auth, client CA.
+    pub client_cn: Issued,
+    /// `clientCNCert` with an empty UID attribute.
+    pub empty_uid: Issued,
+    /// `clientCNCert` with a UID attribute that is not a string type Go reads
+    /// (a `UniversalString`).
+    pub non_string_uid: Issued,
+    /// `CN=multi-uid` with two UID attributes (`uid-1`, `uid-2`), client CA.
+    pub multi_uid: Issued,
+    /// Self-signed CA `O=My Org, O=My Org 1, O=My Org 2, CN=ROOT CA WITH GROUPS`
+    /// (Kubernetes' `caWithGroups`).
+    pub ca_with_groups: Issued,
+    /// Self-signed `CN=self1` (Kubernetes' `selfSignedCert`).
+    pub self_signed: Issued,
+    /// `CN=no-eku`: no extended key usage extension, client CA.
+    pub no_eku: Issued,
+    /// `CN=any-eku`: only `anyExtendedKeyUsage`, client CA.
+    pub any_eku: Issued,
+    /// `CN=no-cn, O=app1`: no common name, client auth, client CA.
+    pub no_cn: Issued,
+}
+
+fn valid_params() -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.not_before = date_time_ymd(2020, 1, 1);
+    p.not_after = date_time_ymd(2120, 1, 1);
+    p
+}
+
+fn ca_params(cn: &str) -> CertificateParams {
+    let mut p = valid_params();
+    p.not_before = date_time_ymd(1999, 1, 1);
+    p.not_after = date_time_ymd(2299, 1, 1);
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p
+}
+
+fn client_params(dn: &[(DnType, DnValue)]) -> CertificateParams {
+    let mut p = valid_params();
+    p.distinguished_name = DistinguishedName::new();
+    for (t, v) in dn {
+        p.distinguished_name.push(t.clone(), v.clone());
+    }
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.use_authority_key_identifier_extension = true;
+    p
+}
+
+fn cn(v: &str) -> (DnType, DnValue) {
+    (DnType::CommonName, v.into())
+}
+
+fn o(v: &str) -> (DnType, DnValue) {
+    (DnType::OrganizationName, v.into())
+}
+
+/// A second attribute of an already used type: rcgen keeps one value per `DnType`, but a
+/// custom type with the same OID is a different key.
+fn again(oid: &[u64], v: &str) -> (DnType, DnValue) {
+    (DnType::CustomDnType(oid.to_vec()), v.into())
+}
+
+const CN_OID: &[u64] = &[2, 5, 4, 3];
+const O_OID: &[u64] = &[2, 5, 4, 10];
+/// Stand-ins encoded with the same length as the OIDs they replace (see [`patch_and_resign`]).
+const O_PLACEHOLDER: &[u64] = &[2, 5, 4, 120];
+const UID_PLACEHOLDER: &[u64] = &[1, 3, 6, 1, 4, 1, 57683, 3];
+const O_DER: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x0a];
+const O_PLACEHOLDER_DER: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x78];
+const UID_DER: &[u8] = &[
+    0x06, 0x09, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x83, 0xc2, 0x53, 0x02,
+];
+const UID_PLACEHOLDER_DER: &[u8] = &[
+    0x06, 0x09, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x83, 0xc2, 0x53, 0x03,
+];
+
+fn issue(
+    name: &'static str,
+    params: CertificateParams,
+    issuer: Option<&Issued>,
+) -> Result<Issued, PkiError> {
+    let key = KeyPair::generate()?;
+    let cert = match issuer {
+        Some(ca) => params.signed_by(&key, &ca.issuer())?,
+        None => params.self_signed(&key)?,
+    };
+    let mut intermediates = Vec::new();
+    if let Some(ca) = issuer {
+        // An issuer that has intermediates of its own is itself an intermediate.
+        if !ca.intermediates.is_empty() || ca.name == "intermediate-ca" {
+            intermediates.push(ca.cert.clone());
+            intermediates.extend(ca.intermediates.iter().cloned());
+        }
+    }
+    Ok(Issued {
+        name,
+        cert: cert.der().clone(),
+        key,
+        intermediates,
+        params,
+    })
+}
+
+impl TestPki {
+    /// Generates a new PKI (random keys, fixed dates).
+    pub fn generate() -> Result<Self, PkiError> {
+        let root_ca = issue("root-ca", ca_params("kube-authn test root CA"), None)?;
+        let client_ca = issue("client-ca", ca_params("kube-authn test client CA"), None)?;
+        let intermediate_ca = issue(
+            "intermediate-ca",
+            ca_params("kube-authn test intermediate CA"),
+            Some(&client_ca),
+        )?;
+        let front_proxy_ca = issue(
+            "front-proxy-ca",
+            ca_params("kube-authn test front-proxy CA"),
+            None,
+        )?;
+        let other_ca = issue("other-ca", ca_params("kube-authn test other CA"), None)?;
+
+        let jbeda = issue(
+            "jbeda",
+            client_params(&[cn("jbeda"), o("app1"), again(O_OID, "app2")]),
+            Some(&client_ca),
+        )?;
+        let via_intermediate = issue(
+            "jbeda-via-intermediate",
+            client_params(&[cn("jbeda-via-intermediate"), o("app3")]),
+            Some(&intermediate_ca),
+        )?;
+        let mut p = client_params(&[cn("expired")]);
+        p.not_before = date_time_ymd(2000, 1, 1);
+        p.not_after = date_time_ymd(2001, 1, 1);
+        let expired = issue("expired", p, Some(&client_ca))?;
+        let mut p = client_params(&[cn("not-yet-valid")]);
+        p.not_before = date_time_ymd(2200, 1, 1);
+        p.not_after = date_time_ymd(2201, 1, 1);
+        let not_yet_valid = issue("not-yet-valid", p, Some(&client_ca))?;
+        let mut p = client_params(&[o("My Org"), cn("127.0.0.1")]);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_only = issue("server-only", p, Some(&client_ca))?;
+        let other_ca_client = issue(
+            "other-ca-client",
+            client_params(&[cn("other-ca-client"), o("app1")]),
+            Some(&other_ca),
+        )?;
+        let proxy_client = issue(
+            "front-proxy-client",
+            client_params(&[cn("front-proxy-client")]),
+            Some(&front_proxy_ca),
+        )?;
+        let proxy_not_allowed = issue(
+            "not-allowed-proxy",
+            client_params(&[cn("not-allowed-proxy")]),
+            Some(&front_proxy_ca),
+        )?;
+        let serving = issue("serving", serving_params()?, Some(&root_ca))?;
+        let serving_rotated = issue("serving-rotated", serving_params()?, Some(&root_ca))?;
+
+        let client_cn_dn = |uid: DnValue| {
+            vec![
+                (DnType::CountryName, "US".into()),
+                (DnType::StateOrProvinceName, "My State".into()),
+                (DnType::LocalityName, "My City".into()),
+                o("My Org"),
+                (DnType::OrganizationalUnitName, "My Unit".into()),
+                cn("client_cn2"),
+                again(CN_OID, "client_cn"),
+                (DnType::CustomDnType(UID_OID.to_vec()), uid),
+            ]
+        };
+        let mut p = client_params(&client_cn_dn("client_id".into()));
+        p.serial_number = Some(SerialNumber::from(1u64));
+        let client_cn = issue("client-cn", p, Some(&client_ca))?;
+        let empty_uid = issue(
+            "empty-uid",
+            client_params(&client_cn_dn("".into())),
+            Some(&client_ca),
+        )?;
+        let universal = rcgen::string::UniversalString::try_from("client_id")
+            .map_err(|_| PkiError::Patch("universal string"))?;
+        let non_string_uid = issue(
+            "non-string-uid",
+            client_params(&client_cn_dn(DnValue::UniversalString(universal))),
+            Some(&client_ca),
+        )?;
+
+        let p = client_params(&[
+            cn("multi-uid"),
+            again(UID_OID, "uid-1"),
+            again(UID_PLACEHOLDER, "uid-2"),
+        ]);
+        let mut multi_uid = issue("multi-uid", p, Some(&client_ca))?;
+        multi_uid.cert = patch_and_resign(
+            &multi_uid.cert,
+            UID_PLACEHOLDER_DER,
+            UID_DER,
+            &client_ca.key,
+        )?;
+
+        let mut p = ca_params("x");
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name
+            .push(DnType::OrganizationName, "My Org");
+        p.distinguished_name
+            .push(DnType::CustomDnType(O_OID.to_vec()), "My Org 1");
+        p.distinguished_name
+            .push(DnType::CustomDnType(O_PLACEHOLDER.to_vec()), "My Org 2");
+        p.distinguished_name
+            .push(DnType::CommonName, "ROOT CA WITH GROUPS");
+        let mut ca_with_groups = issue("ca-with-groups", p, None)?;
+        let resigned = patch_and_resign(
+            &ca_with_groups.cert,
+            O_PLACEHOLDER_DER,
+            O_DER,
+            &ca_with_groups.key,
+        )?;
+        ca_with_groups.cert = resigned;
+
+        let mut p = valid_params();
+        p.distinguished_name.push(DnType::CommonName, "self1");
+        let self_signed = issue("self-signed", p, None)?;
+
+        let mut p = client_params(&[cn("no-eku")]);
+        p.extended_key_usages.clear();
+        let no_eku = issue("no-eku", p, Some(&client_ca))?;
+        let mut p = client_params(&[cn("any-eku")]);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Any];
+        let any_eku = issue("any-eku", p, Some(&client_ca))?;
+        let no_cn = issue("no-cn", client_params(&[o("app1")]), Some(&client_ca))?;
+
+        Ok(Self {
+            root_ca,
+            client_ca,
+            intermediate_ca,
+            front_proxy_ca,
+            other_ca,
+            jbeda,
+            via_intermediate,
+            expired,
+            not_yet_valid,
+            server_only,
+            other_ca_client,
+            proxy_client,
+            proxy_not_allowed,
+            serving,
+            serving_rotated,
+            client_cn,
+            empty_uid,
+            non_string_uid,
+            multi_uid,
+            ca_with_groups,
+            self_signed,
+            no_eku,
+            any_eku,
+            no_cn,
+        })
+    }
+
+    /// One PKI shared by all tests of a process (generated on first use).
+    ///
+    /// # Panics
+    /// When generation fails (a bug in this crate or in rcgen).
+    #[allow(clippy::expect_used)]
+    pub fn shared() -> &'static TestPki {
+        static PKI: OnceLock<TestPki> = OnceLock::new();
+        PKI.get_or_init(|| TestPki::generate().expect("test pki generation"))
+    }
+
+    /// Every certificate of the PKI.
+    pub fn all(&self) -> Vec<&Issued> {
+        vec![
+            &self.root_ca,
+            &self.client_ca,
+            &self.intermediate_ca,
+            &self.front_proxy_ca,
+            &self.other_ca,
+            &self.jbeda,
+            &self.via_intermediate,
+            &self.expired,
+            &self.not_yet_valid,
+            &self.server_only,
+            &self.other_ca_client,
+            &self.proxy_client,
+            &self.proxy_not_allowed,
+            &self.serving,
+            &self.serving_rotated,
+            &self.client_cn,
+            &self.empty_uid,
+            &self.non_string_uid,
+            &self.multi_uid,
+            &self.ca_with_groups,
+            &self.self_signed,
+            &self.no_eku,
+            &self.any_eku,
+            &self.no_cn,
+        ]
+    }
+
+    /// Writes every certificate and key as PEM into `dir` (created if missing):
+    /// `<name>.crt`, `<name>.key` and, for certificates with intermediates, `<name>-chain.crt`.
+    pub fn write_to(&self, dir: impl AsRef<Path>) -> Result<(), PkiError> {
+        let dir = dir.as_ref();
+        fs::create_dir_all(dir)?;
+        for issued in self.all() {
+            fs::write(dir.join(format!("{}.crt", issued.name)), issued.cert_pem())?;
+            fs::write(dir.join(format!("{}.key", issued.name)), issued.key_pem())?;
+            if !issued.intermediates.is_empty() {
+                fs::write(
+                    dir.join(format!("{}-chain.crt", issued.name)),
+                    issued.chain_pem(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A new client certificate signed by the client CA with the given subject and validity
+    /// (at most two organizations), client-auth usage.
+    pub fn issue_client(
+        &self,
+        name: &'static str,
+        common_name: &str,
+        organizations: &[&str],
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<Issued, PkiError> {
+        let mut p = client_params(&[cn(common_name)]);
+        for (i, org) in organizations.iter().enumerate() {
+            // rcgen keeps one value per type; extra organisations go through placeholders.
+            if i == 0 {
+                p.distinguished_name.push(DnType::OrganizationName, *org);
+            } else if i == 1 {
+                p.distinguished_name
+                    .push(DnType::CustomDnType(O_OID.to_vec()), *org);
+            } else {
+                return Err(PkiError::Patch("at most two organizations"));
+            }
+        }
+        let since = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        p.not_before = date_time_ymd(1970, 1, 1) + since(not_before);
+        p.not_after = date_time_ymd(1970, 1, 1) + since(not_after);
+        issue(name, p, Some(&self.client_ca))
+    }
+}
+
+fn serving_params() -> Result<CertificateParams, PkiError> {
+    let mut p = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    p.not_before = date_time_ymd(2020, 1, 1);
+    p.not_after = date_time_ymd(2120, 1, 1);
+    p.distinguished_name.push(DnType::CommonName, "localhost");
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.use_authority_key_identifier_extension = true;
+    Ok(p)
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::with_capacity(der.len() * 4 / 3 + 4);
+    for chunk in der.chunks(3) {
+        let n = chunk.len();
+        let v = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= n {
+                b64.push(char::from(B64[((v >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Reads one DER TLV header at the start of `der`: (header length, content length).
+fn tlv(der: &[u8]) -> Result<(usize, usize), PkiError> {
+    let first = *der.get(1).ok_or(PkiError::Patch("truncated"))?;
+    if first < 0x80 {
+        return Ok((2, usize::from(first)));
+    }
+    let n = usize::from(first & 0x7f);
+    let bytes = der.get(2..2 + n).ok_or(PkiError::Patch("truncated"))?;
+    let len = bytes
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    Ok((2 + n, len))
+}
+
+fn encode_len(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+}
+
+/// Replaces every occurrence of `from` (an encoded OID) by `to` (same length) in the
+/// to-be-signed part of `cert` and signs it again with `key`.
+///
+/// rcgen writes one attribute per type; this is how the PKI gets several `O` or UID
+/// attributes into one name.
+fn patch_and_resign(
+    cert: &[u8],
+    from: &[u8],
+    to: &[u8],
+    key: &KeyPair,
+) -> Result<CertificateDer<'static>, PkiError> {
+    use rcgen::SigningKey;
+    if from.len() != to.len() {
+        return Err(PkiError::Patch("replacement of another length"));
+    }
+    let (outer_header, _) = tlv(cert)?;
+    let body = &cert[outer_header..];
+    let (tbs_header, tbs_len) = tlv(body)?;
+    let tbs_end = tbs_header + tbs_len;
+    let mut tbs = body
+        .get(..tbs_end)
+        .ok_or(PkiError::Patch("truncated"))?
+        .to_vec();
+    let rest = &body[tbs_end..];
+    let (alg_header, alg_len) = tlv(rest)?;
+    let alg = rest
+        .get(..alg_header + alg_len)
+        .ok_or(PkiError::Patch("truncated"))?;
+
+    let mut found = 0;
+    let mut i = 0;
+    while i + from.len() <= tbs.len() {
+        if &tbs[i..i + from.len()] == from {
+            tbs[i..i + from.len()].copy_from_slice(to);
+            found += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    if found == 0 {
+        return Err(PkiError::Patch("placeholder not found"));
+    }
+    let signature = key.sign(&tbs)?;
+
+    let mut bit_string = vec![0x03];
+    encode_len(&mut bit_string, signature.len() + 1);
+    bit_string.push(0);
+    bit_string.extend_from_slice(&signature);
+
+    let mut content = tbs;
+    content.extend_from_slice(alg);
+    content.extend_from_slice(&bit_string);
+    let mut out = vec![0x30];
+    encode_len(&mut out, content.len());
+    out.extend_from_slice(&content);
+    Ok(CertificateDer::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_and_writes() {
+        let pki = TestPki::shared();
+        let dir = std::env::temp_dir().join(format!("kube-authn-pki-{}", std::process::id()));
+        pki.write_to(&dir).unwrap();
+        let jbeda = fs::read_to_string(dir.join("jbeda.crt")).unwrap();
+        assert!(jbeda.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        let key = fs::read_to_string(dir.join("jbeda.key")).unwrap();
+        assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let chain = fs::read_to_string(dir.join("jbeda-via-intermediate-chain.crt")).unwrap();
+        assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+        assert_eq!(pki.via_intermediate.chain().len(), 2);
+        assert_eq!(pki.jbeda.chain().len(), 1);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn pem_matches_rcgen() {
+        let pki = TestPki::shared();
+        // rcgen's own PEM of a freshly generated certificate uses the same layout.
+        let p = valid_params();
+        let key = KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        assert_eq!(
+            pem("CERTIFICATE", cert.der()),
+            cert.pem().replace("\r\n", "\n")
+        );
+        assert!(pki.multi_uid.cert_pem().contains("BEGIN CERTIFICATE"));
+    }
+
+    #[test]
+    fn patched_names_have_repeated_attributes() {
+        let pki = TestPki::shared();
+        let groups = pki.ca_with_groups.cert_der();
+        assert_eq!(
+            count(&groups, O_DER),
+            2 * 3,
+            "subject and issuer each hold three O"
+        );
+        assert_eq!(count(&pki.multi_uid.cert_der(), UID_DER), 2);
+        assert_eq!(count(&pki.jbeda.cert_der(), O_DER), 2);
+    }
+
+    fn count(hay: &[u8], needle: &[u8]) -> usize {
+        hay.windows(needle.len()).filter(|w| *w == needle).count()
+    }
+}

@@ -34,7 +34,7 @@ pin_project! {
             auth: AuthnFuture<RequestOutcome>,
             pending: Option<(B, S)>,
             settings: Arc<Settings>,
-            start: Instant,
+            start: Option<Instant>,
         },
         Called {
             #[pin]
@@ -67,7 +67,7 @@ impl<S: Service<Request<B>>, B> ResponseFuture<S, B> {
         body: B,
         service: S,
         settings: Arc<Settings>,
-        start: Instant,
+        start: Option<Instant>,
     ) -> Self {
         Self {
             state: State::Authenticating {

@@ -50,7 +50,7 @@ impl Settings {
     pub(crate) fn decide(
         &self,
         outcome: RequestOutcome,
-        start: Instant,
+        start: Option<Instant>,
     ) -> Result<(Parts, Option<AuthnWarnings>), Rejection> {
         let RequestOutcome { mut parts, result } = outcome;
         let warnings = parts.extensions.remove::<AuthnWarnings>();

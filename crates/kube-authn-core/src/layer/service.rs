@@ -47,14 +47,13 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let start = Instant::now();
         let (mut parts, body) = request.into_parts();
         if let Some(audiences) = &self.settings.audiences {
             parts.extensions.insert(audiences.clone());
         }
         match self.auth.authenticate_request(Box::new(parts)).into_ready() {
             // Synchronous strategies: decide now and call the service that was made ready.
-            Ok(outcome) => match self.settings.decide(outcome, start) {
+            Ok(outcome) => match self.settings.decide(outcome, None) {
                 Ok((parts, warnings)) => ResponseFuture::called(
                     self.inner.call(Request::from_parts(parts, body)),
                     warnings,
@@ -70,7 +69,7 @@ where
                     body,
                     ready,
                     Arc::clone(&self.settings),
-                    start,
+                    Some(Instant::now()),
                 )
             }
         }

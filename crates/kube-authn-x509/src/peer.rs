@@ -1,0 +1,185 @@
+//! [`PeerCertificates`]: the client's certificate chain as a request extension, with the
+//! per-connection memo of verification results.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+use rustls_pki_types::CertificateDer;
+
+use crate::identity::LeafInfo;
+use crate::verify::ChainResult;
+
+/// How many verification results a connection remembers (one per CA pool generation and
+/// usage; a connection that outlives many CA reloads forgets the oldest).
+const MEMO_CAPACITY: usize = 8;
+
+/// The certificate chain a TLS client presented (leaf first), shared by every request of the
+/// connection.
+///
+/// The [`serve`](crate::serve) helper inserts one into each request's extensions when the
+/// client sent a certificate; servers with their own accept loop build one per connection with
+/// [`PeerCertificates::new`] (from `rustls::CommonState::peer_certificates`) and insert a clone
+/// into every request. Cloning is one reference-count increment.
+///
+/// The value also carries the connection's memo of chain verifications: an authenticator
+/// verifies the chain once per CA pool generation and connection, not once per request. Only
+/// the presented certificates are stored; the handshake proved the client holds the leaf's
+/// private key (see [`RequestClientCert`](crate::RequestClientCert)).
+#[derive(Clone)]
+pub struct PeerCertificates {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    chain: Vec<CertificateDer<'static>>,
+    leaf: OnceLock<Arc<LeafInfo>>,
+    memo: ArcSwap<Vec<MemoEntry>>,
+}
+
+#[derive(Clone)]
+pub(crate) struct MemoEntry {
+    pub(crate) key: MemoKey,
+    pub(crate) result: Arc<ChainResult>,
+}
+
+/// What a verification result depends on: the CA pool generation and the required usage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MemoKey {
+    pub(crate) generation: u64,
+    pub(crate) usage: u8,
+}
+
+impl PeerCertificates {
+    /// The chain as presented (leaf first). An empty chain means "no client certificate".
+    pub fn new(chain: Vec<CertificateDer<'static>>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                chain,
+                leaf: OnceLock::new(),
+                memo: ArcSwap::from_pointee(Vec::new()),
+            }),
+        }
+    }
+
+    /// Copies the chain out of a borrowed slice (what rustls' `peer_certificates()` returns).
+    pub fn from_slice(chain: &[CertificateDer<'_>]) -> Self {
+        Self::new(chain.iter().map(|c| c.clone().into_owned()).collect())
+    }
+
+    /// The chain, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.inner.chain
+    }
+
+    /// The leaf (end-entity) certificate, if any.
+    pub fn leaf(&self) -> Option<&CertificateDer<'static>> {
+        self.inner.chain.first()
+    }
+
+    /// The certificates after the leaf (intermediates the client sent).
+    pub fn intermediates(&self) -> &[CertificateDer<'static>] {
+        self.inner.chain.get(1..).unwrap_or_default()
+    }
+
+    /// Whether the client sent no certificate.
+    pub fn is_empty(&self) -> bool {
+        self.inner.chain.is_empty()
+    }
+
+    /// The parsed identity fields of the leaf, parsed once per connection.
+    pub(crate) fn leaf_info(&self) -> Option<&Arc<LeafInfo>> {
+        let leaf = self.leaf()?;
+        Some(
+            self.inner
+                .leaf
+                .get_or_init(|| Arc::new(LeafInfo::parse(leaf))),
+        )
+    }
+
+    /// The memoized result for `key`, or `verify()` stored (when `cacheable`) and returned.
+    pub(crate) fn memoized(
+        &self,
+        key: MemoKey,
+        verify: impl FnOnce() -> ChainResult,
+    ) -> Arc<ChainResult> {
+        if let Some(hit) = self.inner.memo.load().iter().find(|e| e.key == key) {
+            return Arc::clone(&hit.result);
+        }
+        let result = Arc::new(verify());
+        if result.is_cacheable() {
+            let entry = MemoEntry {
+                key,
+                result: Arc::clone(&result),
+            };
+            self.inner.memo.rcu(|entries| {
+                let mut next: Vec<MemoEntry> =
+                    entries.iter().filter(|e| e.key != key).cloned().collect();
+                if next.len() >= MEMO_CAPACITY {
+                    next.remove(0);
+                }
+                next.push(entry.clone());
+                next
+            });
+        }
+        result
+    }
+}
+
+impl From<Vec<CertificateDer<'static>>> for PeerCertificates {
+    fn from(chain: Vec<CertificateDer<'static>>) -> Self {
+        Self::new(chain)
+    }
+}
+
+/// Shows the number of certificates, not their bytes.
+impl fmt::Debug for PeerCertificates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerCertificates")
+            .field("certificates", &self.inner.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_share_the_chain_and_the_memo() {
+        let peers = PeerCertificates::new(vec![CertificateDer::from(vec![1, 2, 3])]);
+        let other = peers.clone();
+        assert!(Arc::ptr_eq(&peers.inner, &other.inner));
+        assert_eq!(other.chain().len(), 1);
+        assert!(other.intermediates().is_empty());
+        assert!(!other.is_empty());
+        assert!(PeerCertificates::new(Vec::new()).intermediates().is_empty());
+        assert_eq!(
+            format!("{peers:?}"),
+            "PeerCertificates { certificates: 1, .. }"
+        );
+    }
+
+    #[test]
+    fn memo_keeps_a_bounded_number_of_results() {
+        use crate::verify::{ChainResult, Validity};
+        let peers = PeerCertificates::new(vec![CertificateDer::from(vec![1])]);
+        let mut calls = 0;
+        for generation in 0..20 {
+            for _ in 0..3 {
+                peers.memoized(
+                    MemoKey {
+                        generation,
+                        usage: 0,
+                    },
+                    || {
+                        calls += 1;
+                        ChainResult::Verified(Validity::ALWAYS)
+                    },
+                );
+            }
+        }
+        assert_eq!(calls, 20);
+        assert_eq!(peers.inner.memo.load().len(), MEMO_CAPACITY);
+    }
+}

@@ -1,0 +1,341 @@
+//! CA bundles (`--client-ca-file`, `--requestheader-client-ca-file`): parsing and hot reload.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kube_authn_core::reload::{LoadError, ReloadOptions, ReloadStatus, Reloading};
+use rustls::DistinguishedName;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, TrustAnchor};
+
+use crate::verify::Validity;
+
+/// Every successfully parsed pool gets a new generation, so per-connection verification
+/// results are never reused across different pools or reloads.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// Why a CA bundle was refused. Messages follow Kubernetes'
+/// (`dynamiccertificates.DynamicFileCAContent`) and name the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaBundleError {
+    /// The file is empty.
+    #[error("missing content for CA bundle \"{}\"", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file holds no `CERTIFICATE` PEM block.
+    #[error(
+        "error loading CA bundle for \"{}\": data does not contain any valid RSA or ECDSA certificates",
+        path.display()
+    )]
+    NoCertificates {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A PEM block could not be decoded.
+    #[error("error loading CA bundle for \"{}\": invalid PEM: {source}", path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM reader said.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// A certificate could not be used as a trust anchor.
+    #[error(
+        "error loading CA bundle for \"{}\": certificate {index}: {source}",
+        path.display()
+    )]
+    InvalidCertificate {
+        /// The file.
+        path: PathBuf,
+        /// The position of the certificate in the file (1-based).
+        index: usize,
+        /// What webpki said.
+        #[source]
+        source: webpki::Error,
+    },
+    /// A certificate's validity period could not be read.
+    #[error(
+        "error loading CA bundle for \"{}\": certificate {index}: malformed validity",
+        path.display()
+    )]
+    InvalidValidity {
+        /// The file.
+        path: PathBuf,
+        /// The position of the certificate in the file (1-based).
+        index: usize,
+    },
+}
+
+/// A parsed set of trusted CA certificates, immutable. Cheap to share behind an `Arc`.
+pub struct CaPool {
+    certificates: Vec<CertificateDer<'static>>,
+    anchors: Vec<TrustAnchor<'static>>,
+    validity: Vec<Validity>,
+    subjects: Vec<DistinguishedName>,
+    generation: u64,
+}
+
+impl CaPool {
+    /// Parses PEM: every `CERTIFICATE` block is a trust anchor, other blocks are ignored; at
+    /// least one certificate is required. `path` is only used in messages.
+    pub fn from_pem(path: impl AsRef<Path>, pem: &[u8]) -> Result<Self, CaBundleError> {
+        let path = path.as_ref();
+        if pem.is_empty() {
+            return Err(CaBundleError::Empty {
+                path: path.to_owned(),
+            });
+        }
+        let certificates = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| CaBundleError::Pem {
+                path: path.to_owned(),
+                source,
+            })?;
+        Self::from_der(path, certificates)
+    }
+
+    /// Builds a pool from DER certificates. `path` is only used in messages.
+    pub fn from_der(
+        path: impl AsRef<Path>,
+        certificates: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, CaBundleError> {
+        let path = path.as_ref();
+        if certificates.is_empty() {
+            return Err(CaBundleError::NoCertificates {
+                path: path.to_owned(),
+            });
+        }
+        let mut anchors = Vec::with_capacity(certificates.len());
+        let mut validity = Vec::with_capacity(certificates.len());
+        let mut subjects = Vec::with_capacity(certificates.len());
+        for (i, cert) in certificates.iter().enumerate() {
+            let anchor = webpki::anchor_from_trusted_cert(cert)
+                .map_err(|source| CaBundleError::InvalidCertificate {
+                    path: path.to_owned(),
+                    index: i + 1,
+                    source,
+                })?
+                .to_owned();
+            let v = crate::identity::validity_of(cert).ok_or_else(|| {
+                CaBundleError::InvalidValidity {
+                    path: path.to_owned(),
+                    index: i + 1,
+                }
+            })?;
+            subjects.push(DistinguishedName::in_sequence(anchor.subject.as_ref()));
+            anchors.push(anchor);
+            validity.push(v);
+        }
+        Ok(Self {
+            certificates,
+            anchors,
+            validity,
+            subjects,
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// The certificates, in file order.
+    pub fn certificates(&self) -> &[CertificateDer<'static>] {
+        &self.certificates
+    }
+
+    /// The subjects of the certificates (what a TLS server advertises as acceptable CAs).
+    pub fn subjects(&self) -> &[DistinguishedName] {
+        &self.subjects
+    }
+
+    /// The number of certificates.
+    pub fn len(&self) -> usize {
+        self.certificates.len()
+    }
+
+    /// Whether the pool is empty (never true for a parsed pool).
+    pub fn is_empty(&self) -> bool {
+        self.certificates.is_empty()
+    }
+
+    /// A number unique to this parse of the bundle: a reload gets a new one.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(crate) fn anchors(&self) -> &[TrustAnchor<'static>] {
+        &self.anchors
+    }
+
+    pub(crate) fn anchor_validity(&self, index: usize) -> Option<Validity> {
+        self.validity.get(index).copied()
+    }
+}
+
+impl fmt::Debug for CaPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaPool")
+            .field("certificates", &self.certificates.len())
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<CaPool, CaBundleError> {
+    CaPool::from_pem(path, bytes)
+}
+
+/// A CA bundle file kept current: the pool an authenticator verifies client chains against.
+///
+/// Clones share the pool (and the watcher). A changed file that does not parse never replaces
+/// the pool in force; [`status`](Self::status) says why. Rewriting a file with the same bytes
+/// keeps the pool (and its [`generation`](CaPool::generation)).
+#[derive(Clone, Debug)]
+pub struct CaBundle {
+    pool: Reloading<CaPool>,
+}
+
+impl CaBundle {
+    /// A fixed bundle from PEM in memory; `path` is only used in messages.
+    pub fn from_pem(path: impl AsRef<Path>, pem: &[u8]) -> Result<Self, CaBundleError> {
+        Ok(Self::from_pool(CaPool::from_pem(path, pem)?))
+    }
+
+    /// A fixed bundle.
+    pub fn from_pool(pool: CaPool) -> Self {
+        Self {
+            pool: Reloading::fixed(pool),
+        }
+    }
+
+    /// Reads the file once.
+    pub fn load(path: impl Into<PathBuf>) -> Result<Self, LoadError<CaBundleError>> {
+        Ok(Self {
+            pool: Reloading::load(path, parse)?,
+        })
+    }
+
+    /// Reads the file (this first read must succeed) and keeps the pool current as the file
+    /// changes, until the last clone is dropped.
+    pub fn watch(
+        path: impl Into<PathBuf>,
+        options: ReloadOptions,
+    ) -> Result<Self, LoadError<CaBundleError>> {
+        Ok(Self {
+            pool: Reloading::watch(path, parse, options)?,
+        })
+    }
+
+    /// The pool in force (one lock-free load).
+    pub fn current(&self) -> Arc<CaPool> {
+        self.pool.snapshot()
+    }
+
+    pub(crate) fn guard(&self) -> arc_swap::Guard<Arc<CaPool>> {
+        self.pool.current()
+    }
+
+    /// Reload counters and the last refused change.
+    pub fn status(&self) -> ReloadStatus {
+        self.pool.status()
+    }
+
+    /// The file, unless the bundle came from memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.pool.path()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube_authn_testing::TestPki;
+    use std::fs;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn kubernetes_messages() {
+        let err = CaPool::from_pem("ca.crt", b"").unwrap_err();
+        assert_eq!(err.to_string(), "missing content for CA bundle \"ca.crt\"");
+        let err = CaPool::from_pem("ca.crt", b"not pem at all\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "error loading CA bundle for \"ca.crt\": data does not contain any valid RSA or ECDSA certificates"
+        );
+        let key_only = TestPki::shared().client_ca.key_pem();
+        let err = CaPool::from_pem("ca.crt", key_only.as_bytes()).unwrap_err();
+        assert!(matches!(err, CaBundleError::NoCertificates { .. }), "{err}");
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let err = CaPool::from_pem("ca.crt", garbage.as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, CaBundleError::InvalidCertificate { index: 1, .. }),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn other_blocks_are_ignored_and_generations_differ() {
+        let pki = TestPki::shared();
+        let pem = format!(
+            "{}{}{}",
+            pki.client_ca.key_pem(),
+            pki.client_ca.cert_pem(),
+            pki.root_ca.cert_pem()
+        );
+        let a = CaPool::from_pem("ca.crt", pem.as_bytes()).unwrap();
+        let b = CaPool::from_pem("ca.crt", pem.as_bytes()).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.subjects().len(), 2);
+        assert_ne!(a.generation(), b.generation());
+        assert!(format!("{a:?}").contains("certificates: 2"));
+    }
+
+    /// A bad bundle keeps the old pool; a good one replaces it with a new generation.
+    #[test]
+    fn reload_keeps_the_old_pool_on_a_bad_file() {
+        let pki = TestPki::shared();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.crt");
+        fs::write(&path, pki.client_ca.cert_pem()).unwrap();
+        let options = ReloadOptions::default()
+            .debounce(Duration::from_millis(20))
+            .poll_interval(Duration::from_millis(50));
+        let bundle = CaBundle::watch(&path, options).unwrap();
+        let first = bundle.current().generation();
+
+        fs::write(&path, "").unwrap();
+        wait_for(|| bundle.status().failures >= 1);
+        assert_eq!(bundle.current().generation(), first);
+        assert!(
+            bundle
+                .status()
+                .last_error
+                .unwrap()
+                .starts_with("missing content for CA bundle")
+        );
+
+        fs::write(&path, "garbage\n").unwrap();
+        wait_for(|| bundle.status().failures >= 2);
+        assert_eq!(bundle.current().generation(), first);
+
+        fs::write(&path, pki.front_proxy_ca.cert_pem()).unwrap();
+        wait_for(|| bundle.status().reloads >= 1);
+        assert_ne!(bundle.current().generation(), first);
+        assert_eq!(
+            bundle.current().certificates()[0],
+            pki.front_proxy_ca.cert_der()
+        );
+    }
+
+    fn wait_for(mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            assert!(start.elapsed() < Duration::from_secs(10), "timed out");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Helpers shared by the unit tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use rustls_pki_types::UnixTime;
+
+use crate::peer::PeerCertificates;
+use crate::x509::Clock;
+
+/// The head of a `GET /` request carrying `peers`, if any.
+pub(crate) fn request_with(peers: Option<PeerCertificates>) -> Box<Parts> {
+    let (mut parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+    if let Some(p) = peers {
+        parts.extensions.insert(p);
+    }
+    Box::new(parts)
+}
+
+/// A clock stopped at `secs` seconds after the Unix epoch.
+pub(crate) fn at(secs: u64) -> Clock {
+    Arc::new(move || UnixTime::since_unix_epoch(Duration::from_secs(secs)))
+}

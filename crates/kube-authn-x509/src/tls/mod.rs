@@ -1,0 +1,14 @@
+//! rustls server side: the client-certificate policy ([`RequestClientCert`]), the
+//! hot-reloaded serving certificate ([`ServingCert`]), the `ServerConfig` builder
+//! ([`TlsConfigBuilder`]) and the accept loop ([`serve`]).
+
+mod serve;
+mod serving;
+mod verifier;
+
+pub use serve::{Serve, serve};
+pub use serving::{ServingCert, ServingCertError, TlsConfigBuilder};
+pub use verifier::RequestClientCert;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,227 @@
+//! [`serve`]: a TLS accept loop for hyper/axum services that puts the peer certificates and
+//! address into every request.
+
+use std::error::Error as StdError;
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tower_service::Service;
+
+use crate::peer::PeerCertificates;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Serves `service` over TLS on `listener`: one task per connection, a handshake timeout
+/// (default 10 s), HTTP/1.1 and HTTP/2 (with upgrades, for websockets) through
+/// `hyper_util`'s auto builder.
+///
+/// Every request of a connection carries, in its extensions, the peer's `SocketAddr` and,
+/// when the client sent a certificate, the connection's [`PeerCertificates`] (also after TLS
+/// session resumption: rustls restores the chain of the original handshake). The TLS
+/// handshake runs in the connection's task, so a client that never finishes it does not
+/// block others.
+///
+/// Await the returned value to run the loop (it only returns on a fatal accept error).
+///
+/// ```no_run
+/// # async fn run(tls: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+/// use http::{Request, Response};
+/// use hyper::body::Incoming;
+/// use kube_authn_x509::PeerCertificates;
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:6443").await?;
+/// let svc = tower::service_fn(|req: Request<Incoming>| async move {
+///     let certs = req.extensions().get::<PeerCertificates>().map_or(0, |p| p.chain().len());
+///     Ok::<_, std::convert::Infallible>(Response::new(format!("{certs} certificates")))
+/// });
+/// kube_authn_x509::serve(listener, tls, svc).await
+/// # }
+/// ```
+pub fn serve<S>(listener: TcpListener, tls: Arc<ServerConfig>, service: S) -> Serve<S> {
+    Serve {
+        listener,
+        acceptor: TlsAcceptor::from(tls),
+        service,
+        handshake_timeout: Duration::from_secs(10),
+    }
+}
+
+/// The accept loop returned by [`serve`]; await it to run.
+#[must_use = "the server does nothing until awaited"]
+pub struct Serve<S> {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    service: S,
+    handshake_timeout: Duration,
+}
+
+impl<S> std::fmt::Debug for Serve<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("listener", &self.listener)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Serve<S> {
+    /// How long a client has to complete the TLS handshake (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+impl<S, B> IntoFuture for Serve<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Output = io::Result<()>;
+    type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+impl<S> Serve<S> {
+    async fn run<B>(self) -> io::Result<()>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        loop {
+            let (stream, addr) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::error!(target: "kube_authn::serve", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            tokio::spawn(connection(
+                stream,
+                addr,
+                self.acceptor.clone(),
+                self.handshake_timeout,
+                self.service.clone(),
+                builder.clone(),
+            ));
+        }
+    }
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn connection<S, B>(
+    stream: TcpStream,
+    addr: SocketAddr,
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+    service: S,
+    builder: auto::Builder<TokioExecutor>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let _ = stream.set_nodelay(true);
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(target: "kube_authn::serve", %addr, error = %e, "tls handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(target: "kube_authn::serve", %addr, "tls handshake timed out");
+            return;
+        }
+    };
+    let peers = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .filter(|chain| !chain.is_empty())
+        .map(PeerCertificates::from_slice);
+    let service = TowerToHyperService::new(ConnectionService {
+        inner: service,
+        peers,
+        addr,
+    });
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+        .await
+    {
+        tracing::debug!(target: "kube_authn::serve", %addr, error = %e, "connection ended with an error");
+    }
+}
+
+/// Inserts the connection's data into each request, then calls the user's service.
+#[derive(Clone)]
+struct ConnectionService<S> {
+    inner: S,
+    peers: Option<PeerCertificates>,
+    addr: SocketAddr,
+}
+
+impl<S, B> Service<Request<B>> for ConnectionService<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let extensions = req.extensions_mut();
+        extensions.insert(self.addr);
+        if let Some(peers) = &self.peers {
+            extensions.insert(peers.clone());
+        }
+        self.inner.call(req)
+    }
+}

@@ -1,0 +1,379 @@
+//! The serving certificate (`--tls-cert-file`, `--tls-private-key-file`) with hot reload, and
+//! the rustls `ServerConfig` builder.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use kube_authn_core::reload::{LoadError, Parse, ReloadOptions, ReloadStatus, Reloading};
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::pool::CaBundle;
+use crate::tls::RequestClientCert;
+
+/// Why a serving certificate and key were refused. Messages name the files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServingCertError {
+    /// A file could not be read.
+    #[error("unable to read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate file holds no usable `CERTIFICATE` block.
+    #[error("{}: no certificate found: {source}", path.display())]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM reader said.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The key file holds no usable private key.
+    #[error("{}: no private key found: {source}", path.display())]
+    KeyPem {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM reader said.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The private key is not supported by the crypto provider, or does not match the
+    /// certificate.
+    #[error("{} and {}: {source}", cert.display(), key.display())]
+    Key {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What rustls said.
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+fn certified_key(
+    provider: &CryptoProvider,
+    cert_path: &Path,
+    cert_pem: &[u8],
+    key_path: &Path,
+    key_pem: &[u8],
+) -> Result<CertifiedKey, ServingCertError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|c| {
+            if c.is_empty() {
+                Err(rustls_pki_types::pem::Error::NoItemsFound)
+            } else {
+                Ok(c)
+            }
+        })
+        .map_err(|source| ServingCertError::Certificate {
+            path: cert_path.to_owned(),
+            source,
+        })?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| ServingCertError::KeyPem {
+            path: key_path.to_owned(),
+            source,
+        })?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|source| ServingCertError::Key {
+        cert: cert_path.to_owned(),
+        key: key_path.to_owned(),
+        source,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ServingCertError> {
+    fs::read(path).map_err(|source| ServingCertError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Re-reads the pair when either file changes and stores it when it is valid.
+struct PairParser {
+    provider: Arc<CryptoProvider>,
+    cert: PathBuf,
+    key: PathBuf,
+    /// Whether the watched file is the certificate (else the key).
+    watches_cert: bool,
+    target: Arc<ArcSwap<CertifiedKey>>,
+}
+
+impl Parse for PairParser {
+    type Output = ();
+    type Error = ServingCertError;
+
+    fn parse(&self, _path: &Path, bytes: &[u8]) -> Result<(), ServingCertError> {
+        let pair = if self.watches_cert {
+            certified_key(
+                &self.provider,
+                &self.cert,
+                bytes,
+                &self.key,
+                &read(&self.key)?,
+            )?
+        } else {
+            certified_key(
+                &self.provider,
+                &self.cert,
+                &read(&self.cert)?,
+                &self.key,
+                bytes,
+            )?
+        };
+        self.target.store(Arc::new(pair));
+        Ok(())
+    }
+}
+
+/// The server's certificate chain and key, kept current: a [`ResolvesServerCert`] that hands
+/// rustls the pair in force (one lock-free load per handshake).
+///
+/// With [`watch`](Self::watch), both files are watched; whenever either changes the pair is
+/// read again and used for new handshakes if the key matches the certificate. A bad or
+/// mismatched pair (for example mid-rotation, the certificate written before the key) keeps
+/// the previous pair; established connections are not affected.
+#[derive(Clone)]
+pub struct ServingCert {
+    current: Arc<ArcSwap<CertifiedKey>>,
+    watchers: Arc<[Reloading<()>]>,
+}
+
+impl ServingCert {
+    /// A fixed pair from PEM in memory.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, ServingCertError> {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let pair = certified_key(
+            &provider,
+            Path::new("<certificate>"),
+            cert_pem,
+            Path::new("<key>"),
+            key_pem,
+        )?;
+        Ok(Self {
+            current: Arc::new(ArcSwap::from_pointee(pair)),
+            watchers: Arc::new([]),
+        })
+    }
+
+    /// Reads the files once.
+    pub fn load(
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Result<Self, ServingCertError> {
+        let (cert, key) = (cert.into(), key.into());
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let pair = certified_key(&provider, &cert, &read(&cert)?, &key, &read(&key)?)?;
+        Ok(Self {
+            current: Arc::new(ArcSwap::from_pointee(pair)),
+            watchers: Arc::new([]),
+        })
+    }
+
+    /// Reads the files (this first read must succeed) and keeps the pair current until the
+    /// last clone is dropped.
+    pub fn watch(
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        options: ReloadOptions,
+    ) -> Result<Self, LoadError<ServingCertError>> {
+        let (cert, key) = (cert.into(), key.into());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let pair = certified_key(
+            &provider,
+            &cert,
+            &read(&cert).map_err(LoadError::Parse)?,
+            &key,
+            &read(&key).map_err(LoadError::Parse)?,
+        )
+        .map_err(LoadError::Parse)?;
+        let current = Arc::new(ArcSwap::from_pointee(pair));
+        let parser = |watches_cert| PairParser {
+            provider: Arc::clone(&provider),
+            cert: cert.clone(),
+            key: key.clone(),
+            watches_cert,
+            target: Arc::clone(&current),
+        };
+        let cert_watch = Reloading::watch(&cert, parser(true), options.clone())?;
+        let key_watch = Reloading::watch(&key, parser(false), options)?;
+        Ok(Self {
+            current,
+            watchers: Arc::new([cert_watch, key_watch]),
+        })
+    }
+
+    /// The pair in force.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+
+    /// Reload counters of the certificate and the key file (zero when not watched).
+    pub fn status(&self) -> ReloadStatus {
+        self.watchers
+            .iter()
+            .map(Reloading::status)
+            .fold(ReloadStatus::default(), |mut acc, s| {
+                acc.reloads += s.reloads;
+                acc.failures += s.failures;
+                if s.last_error.is_some() {
+                    acc.last_error = s.last_error;
+                }
+                acc
+            })
+    }
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// Shows the files, never the key.
+impl fmt::Debug for ServingCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServingCert")
+            .field("watchers", &self.watchers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the rustls `ServerConfig` of an API server: aws-lc-rs provider, TLS 1.2 and 1.3,
+/// ALPN `h2` and `http/1.1`, the hot-reloaded [`ServingCert`], and [`RequestClientCert`]
+/// (client certificates requested, not required).
+#[derive(Debug)]
+pub struct TlsConfigBuilder {
+    serving: ServingCert,
+    verifier: RequestClientCert,
+    client_auth: bool,
+}
+
+impl TlsConfigBuilder {
+    /// A builder serving `serving`.
+    pub fn new(serving: ServingCert) -> Self {
+        Self {
+            serving,
+            verifier: RequestClientCert::new(),
+            client_auth: true,
+        }
+    }
+
+    /// Advertises the subjects of `bundle`'s current pool as acceptable client certificate
+    /// issuers (default: none). Call it for the client CA and the request-header CA.
+    #[must_use]
+    pub fn advertise_client_ca(mut self, bundle: &CaBundle) -> Self {
+        self.verifier = self.verifier.advertise(&bundle.current());
+        self
+    }
+
+    /// Whether to request client certificates at all (default true; false when no
+    /// certificate-based authenticator is configured, as kube-apiserver does).
+    #[must_use]
+    pub fn request_client_certificates(mut self, request: bool) -> Self {
+        self.client_auth = request;
+        self
+    }
+
+    /// The configuration.
+    pub fn build(self) -> Result<ServerConfig, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        let builder = if self.client_auth {
+            builder.with_client_cert_verifier(self.verifier.into_arc())
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(self.serving));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube_authn_testing::TestPki;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn mismatched_pair_is_refused() {
+        let pki = TestPki::shared();
+        let err = ServingCert::from_pem(
+            pki.serving.cert_pem().as_bytes(),
+            pki.serving_rotated.key_pem().as_bytes(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ServingCertError::Key { .. }), "{err}");
+        let err = ServingCert::from_pem(b"", pki.serving.key_pem().as_bytes()).unwrap_err();
+        assert!(matches!(err, ServingCertError::Certificate { .. }), "{err}");
+        ServingCert::from_pem(
+            pki.serving.cert_pem().as_bytes(),
+            pki.serving.key_pem().as_bytes(),
+        )
+        .unwrap();
+    }
+
+    /// Rotation: a half-written pair keeps the old one, the complete new pair replaces it.
+    #[test]
+    fn rotation_keeps_the_old_pair_until_the_new_one_matches() {
+        let pki = TestPki::shared();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        fs::write(&cert, pki.serving.cert_pem()).unwrap();
+        fs::write(&key, pki.serving.key_pem()).unwrap();
+        let options = ReloadOptions::default()
+            .debounce(Duration::from_millis(20))
+            .poll_interval(Duration::from_millis(50));
+        let serving = ServingCert::watch(&cert, &key, options).unwrap();
+        assert_eq!(serving.current().cert[0], pki.serving.cert_der());
+
+        fs::write(&cert, pki.serving_rotated.cert_pem()).unwrap();
+        wait_for(|| serving.status().failures >= 1);
+        assert_eq!(serving.current().cert[0], pki.serving.cert_der());
+
+        fs::write(&key, pki.serving_rotated.key_pem()).unwrap();
+        wait_for(|| serving.current().cert[0] == pki.serving_rotated.cert_der());
+    }
+
+    #[test]
+    fn server_config_requests_client_certificates() {
+        let pki = TestPki::shared();
+        let serving = ServingCert::from_pem(
+            pki.serving.cert_pem().as_bytes(),
+            pki.serving.key_pem().as_bytes(),
+        )
+        .unwrap();
+        let ca = CaBundle::from_pem("ca", pki.client_ca.cert_pem().as_bytes()).unwrap();
+        let config = TlsConfigBuilder::new(serving)
+            .advertise_client_ca(&ca)
+            .build()
+            .unwrap();
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+
+    fn wait_for(mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            assert!(start.elapsed() < Duration::from_secs(10), "timed out");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

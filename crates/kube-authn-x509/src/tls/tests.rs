@@ -1,0 +1,199 @@
+//! Real TLS on 127.0.0.1: `serve`, a rustls client with a client certificate, and a tower
+//! service behind the authentication layer.
+
+use std::convert::Infallible;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use kube_authn_core::{AuthnLayer, UserInfo};
+use kube_authn_testing::{Issued, TestPki};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, HandshakeKind, RootCertStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tower::{ServiceBuilder, service_fn};
+
+use super::*;
+use crate::{CaBundle, PeerCertificates, X509Authenticator};
+
+/// Answers `<user> <groups> certs=<n> peer=<bool>`.
+async fn whoami(req: Request<Incoming>) -> Result<Response<String>, Infallible> {
+    let user = req
+        .extensions()
+        .get::<UserInfo>()
+        .cloned()
+        .unwrap_or_default();
+    let certs = req
+        .extensions()
+        .get::<PeerCertificates>()
+        .map_or(0, |p| p.chain().len());
+    let peer = req.extensions().get::<SocketAddr>().is_some();
+    Ok(Response::new(format!(
+        "{} {} certs={certs} peer={peer}",
+        user.username,
+        user.groups.join(",")
+    )))
+}
+
+async fn start(auth: X509Authenticator) -> SocketAddr {
+    let pki = TestPki::shared();
+    let serving = ServingCert::from_pem(
+        pki.serving.cert_pem().as_bytes(),
+        pki.serving.key_pem().as_bytes(),
+    )
+    .unwrap();
+    let tls = TlsConfigBuilder::new(serving)
+        .advertise_client_ca(auth.ca())
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(AuthnLayer::new(auth))
+        .service(service_fn(whoami));
+    tokio::spawn(
+        serve(listener, Arc::new(tls), svc)
+            .handshake_timeout(Duration::from_secs(5))
+            .into_future(),
+    );
+    addr
+}
+
+fn client(cert: Option<&Issued>) -> TlsConnector {
+    let pki = TestPki::shared();
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.root_ca.cert_der()).unwrap();
+    let builder = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    // The default client config keeps a session cache: a second connection resumes.
+    let config = match cert {
+        Some(c) => builder
+            .with_client_auth_cert(c.chain(), c.key_der())
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    TlsConnector::from(Arc::new(config))
+}
+
+async fn connect(connector: &TlsConnector, addr: SocketAddr) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Sends one HTTP/1.1 request on a kept-alive connection and reads the response.
+async fn get(stream: &mut TlsStream<TcpStream>, extra: &str) -> (u16, String) {
+    let request = format!("GET / HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed early");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = &text[..end];
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = head[9..12].parse().unwrap();
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
+                return (status, body);
+            }
+        }
+    }
+}
+
+fn authenticator() -> X509Authenticator {
+    let pki = TestPki::shared();
+    X509Authenticator::new(
+        CaBundle::from_pem("client-ca.crt", pki.client_ca.cert_pem().as_bytes()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn client_certificate_over_tls_with_keep_alive_and_resumption() {
+    let pki = TestPki::shared();
+    let auth = authenticator();
+    let addr = start(auth.clone()).await;
+    let connector = client(Some(&pki.jbeda));
+
+    let mut first = connect(&connector, addr).await;
+    assert_eq!(
+        first.get_ref().1.handshake_kind(),
+        Some(HandshakeKind::Full)
+    );
+    for _ in 0..5 {
+        let (status, body) = get(&mut first, "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, "jbeda app1,app2 certs=1 peer=true");
+    }
+    assert_eq!(
+        auth.verifications(),
+        1,
+        "one chain verification per connection"
+    );
+    drop(first);
+
+    // The second connection resumes the TLS session and still carries the client chain.
+    let mut second = connect(&connector, addr).await;
+    assert_eq!(
+        second.get_ref().1.handshake_kind(),
+        Some(HandshakeKind::Resumed)
+    );
+    let (status, body) = get(&mut second, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "jbeda app1,app2 certs=1 peer=true");
+    assert_eq!(auth.verifications(), 2);
+}
+
+#[tokio::test]
+async fn intermediates_unknown_ca_and_no_certificate_over_tls() {
+    let pki = TestPki::shared();
+    let addr = start(authenticator()).await;
+
+    let mut via = connect(&client(Some(&pki.via_intermediate)), addr).await;
+    let (status, body) = get(&mut via, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "jbeda-via-intermediate app3 certs=2 peer=true");
+
+    for cert in [Some(&pki.other_ca_client), Some(&pki.expired), None] {
+        let mut stream = connect(&client(cert), addr).await;
+        let (status, body) = get(&mut stream, "").await;
+        assert_eq!(status, 401);
+        assert!(body.contains("\"reason\":\"Unauthorized\""), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_silent_client_does_not_block_others() {
+    let pki = TestPki::shared();
+    let addr = start(authenticator()).await;
+    // Connect without ever sending a ClientHello.
+    let _silent = TcpStream::connect(addr).await.unwrap();
+    let mut stream = connect(&client(Some(&pki.jbeda)), addr).await;
+    let (status, _) = tokio::time::timeout(Duration::from_secs(5), get(&mut stream, ""))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+}

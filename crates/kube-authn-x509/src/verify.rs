@@ -1,0 +1,371 @@
+//! Chain verification against one CA pool (rustls-webpki), with Go's `x509.Verify` semantics
+//! for extended key usage, and the per-request validity check.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustls_pki_types::{CertificateDer, UnixTime};
+use webpki::{
+    EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter, KeyUsage,
+    RequiredEkuNotFoundContext,
+};
+
+use crate::peer::{MemoKey, PeerCertificates};
+use crate::pool::CaPool;
+
+const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+/// `anyExtendedKeyUsage` (2.5.29.37.0).
+const EKU_ANY: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
+
+/// The extended key usage a client certificate chain must allow.
+///
+/// As Go's `x509.Verify` does, a certificate without the extended key usage extension, or with
+/// `anyExtendedKeyUsage`, allows every usage, and the usage is checked on every certificate of
+/// the chain (intermediates included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequiredUsage {
+    /// TLS client authentication (`1.3.6.1.5.5.7.3.2`): what Kubernetes requires.
+    #[default]
+    ClientAuth,
+    /// TLS server authentication: what Go verifies when `VerifyOptions.KeyUsages` is empty.
+    /// Only for porting tests; a client certificate authenticator should never use it.
+    ServerAuth,
+}
+
+impl RequiredUsage {
+    fn oid(self) -> &'static [u8] {
+        match self {
+            Self::ClientAuth => EKU_CLIENT_AUTH,
+            Self::ServerAuth => EKU_SERVER_AUTH,
+        }
+    }
+
+    pub(crate) fn memo_id(self) -> u8 {
+        match self {
+            Self::ClientAuth => 0,
+            Self::ServerAuth => 1,
+        }
+    }
+
+    fn webpki(self) -> KeyUsage {
+        match self {
+            Self::ClientAuth => KeyUsage::client_auth(),
+            Self::ServerAuth => KeyUsage::server_auth(),
+        }
+    }
+}
+
+impl ExtendedKeyUsageValidator for RequiredUsage {
+    fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        let wanted = KeyPurposeId::new(self.oid());
+        let any = KeyPurposeId::new(EKU_ANY);
+        let mut present = Vec::new();
+        for id in iter {
+            let id = id?;
+            if id == wanted || id == any {
+                return Ok(());
+            }
+            present.push(id.to_decoded_oid());
+        }
+        if present.is_empty() {
+            // No extension (or, for webpki, an empty one): every usage is allowed.
+            return Ok(());
+        }
+        Err(webpki::Error::RequiredEkuNotFoundContext(
+            RequiredEkuNotFoundContext {
+                required: self.webpki(),
+                present,
+            },
+        ))
+    }
+}
+
+/// The intersection of the validity periods of a chain, in seconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Validity {
+    pub(crate) not_before: i64,
+    pub(crate) not_after: i64,
+}
+
+impl Validity {
+    #[cfg(test)]
+    pub(crate) const ALWAYS: Self = Self {
+        not_before: i64::MIN,
+        not_after: i64::MAX,
+    };
+
+    pub(crate) fn intersect(self, other: Self) -> Self {
+        Self {
+            not_before: self.not_before.max(other.not_before),
+            not_after: self.not_after.min(other.not_after),
+        }
+    }
+
+    /// Go's rule: invalid when `now` is before notBefore or after notAfter.
+    pub(crate) fn check(self, now: UnixTime) -> Result<(), Reason> {
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        if now < self.not_before {
+            Err(Reason::NotYetValid {
+                now,
+                not_before: self.not_before,
+            })
+        } else if now > self.not_after {
+            Err(Reason::Expired {
+                now,
+                not_after: self.not_after,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Why a chain was refused. Displayed with Go's wording.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    UnknownAuthority,
+    Expired { now: i64, not_after: i64 },
+    NotYetValid { now: i64, not_before: i64 },
+    IncompatibleUsage,
+    Malformed,
+    Other(webpki::Error),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownAuthority => f.write_str("x509: certificate signed by unknown authority"),
+            Self::Expired { now, not_after } => write!(
+                f,
+                "x509: certificate has expired or is not yet valid: current time {} is after {}",
+                Rfc3339(*now),
+                Rfc3339(*not_after)
+            ),
+            Self::NotYetValid { now, not_before } => write!(
+                f,
+                "x509: certificate has expired or is not yet valid: current time {} is before {}",
+                Rfc3339(*now),
+                Rfc3339(*not_before)
+            ),
+            Self::IncompatibleUsage => {
+                f.write_str("x509: certificate specifies an incompatible key usage")
+            }
+            Self::Malformed => f.write_str("x509: malformed certificate"),
+            Self::Other(webpki::Error::CaUsedAsEndEntity) => {
+                f.write_str("x509: a CA certificate cannot be used as a client certificate")
+            }
+            Self::Other(e) => write!(f, "x509: certificate is not valid: {e}"),
+        }
+    }
+}
+
+impl From<webpki::Error> for Reason {
+    #[allow(deprecated)]
+    fn from(e: webpki::Error) -> Self {
+        use webpki::Error as E;
+        match e {
+            E::UnknownIssuer => Self::UnknownAuthority,
+            E::CertExpired { time, not_after } => Self::Expired {
+                now: secs(time),
+                not_after: secs(not_after),
+            },
+            E::CertNotValidYet { time, not_before } => Self::NotYetValid {
+                now: secs(time),
+                not_before: secs(not_before),
+            },
+            E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => Self::IncompatibleUsage,
+            E::BadDer | E::BadDerTime | E::TrailingData(_) => Self::Malformed,
+            e => Self::Other(e),
+        }
+    }
+}
+
+fn secs(t: UnixTime) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The memoizable outcome of verifying a chain against a pool.
+#[derive(Debug)]
+pub(crate) enum ChainResult {
+    /// A path to a trust anchor exists; the chain's dates still have to be checked per request.
+    Verified(Validity),
+    /// No acceptable path.
+    Rejected(Reason),
+}
+
+impl ChainResult {
+    /// Time-dependent refusals are not remembered: a not-yet-valid chain may become valid
+    /// during the connection.
+    pub(crate) fn is_cacheable(&self) -> bool {
+        !matches!(
+            self,
+            Self::Rejected(Reason::Expired { .. } | Reason::NotYetValid { .. })
+        )
+    }
+}
+
+/// Verifies `chain` (leaf first, intermediates after) against `pool` at `now`.
+///
+/// On success the result holds the intersection of the validity periods of every certificate
+/// of the path that was found, the trust anchor's own certificate included (Go checks the
+/// root's dates too; webpki does not).
+pub(crate) fn verify_chain(
+    pool: &CaPool,
+    chain: &[CertificateDer<'_>],
+    now: UnixTime,
+    usage: RequiredUsage,
+) -> ChainResult {
+    let Some(leaf) = chain.first() else {
+        return ChainResult::Rejected(Reason::Malformed);
+    };
+    let Some(mut validity) = crate::identity::validity_of(leaf) else {
+        return ChainResult::Rejected(Reason::Malformed);
+    };
+    let end_entity = match EndEntityCert::try_from(leaf) {
+        Ok(ee) => ee,
+        Err(e) => return ChainResult::Rejected(e.into()),
+    };
+    let intermediates = chain.get(1..).unwrap_or_default();
+    let path = match end_entity.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        pool.anchors(),
+        intermediates,
+        now,
+        usage,
+        None,
+        None,
+    ) {
+        Ok(path) => path,
+        Err(e) => return ChainResult::Rejected(e.into()),
+    };
+    for cert in path.intermediate_certificates() {
+        match crate::identity::validity_of(&cert.der()) {
+            Some(v) => validity = validity.intersect(v),
+            None => return ChainResult::Rejected(Reason::Malformed),
+        }
+    }
+    let anchor = path.anchor();
+    if let Some(v) = pool
+        .anchors()
+        .iter()
+        .position(|a| std::ptr::eq(a, anchor))
+        .and_then(|i| pool.anchor_validity(i))
+    {
+        validity = validity.intersect(v);
+    }
+    match validity.check(now) {
+        Ok(()) => ChainResult::Verified(validity),
+        Err(reason) => ChainResult::Rejected(reason),
+    }
+}
+
+/// Verifies the connection's chain against `pool` once per pool generation and usage, then
+/// checks the chain's dates against `now` (every request).
+pub(crate) fn check_peer(
+    peers: &PeerCertificates,
+    pool: &CaPool,
+    usage: RequiredUsage,
+    now: UnixTime,
+    counter: &AtomicU64,
+) -> Result<(), Reason> {
+    let key = MemoKey {
+        generation: pool.generation(),
+        usage: usage.memo_id(),
+    };
+    let result = peers.memoized(key, || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        verify_chain(pool, peers.chain(), now, usage)
+    });
+    match &*result {
+        ChainResult::Verified(validity) => validity.check(now),
+        ChainResult::Rejected(reason) => Err(reason.clone()),
+    }
+}
+
+/// Formats seconds since the Unix epoch as RFC 3339 UTC (`2001-01-01T00:00:00Z`), as Go's
+/// `time.Time.Format(time.RFC3339)` does for UTC times.
+pub(crate) struct Rfc3339(pub(crate) i64);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let days = self.0.div_euclid(86_400);
+        let rem = self.0.rem_euclid(86_400);
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(Rfc3339(662_687_940).to_string(), "1990-12-31T23:59:00Z");
+        assert_eq!(Rfc3339(951_782_400).to_string(), "2000-02-29T00:00:00Z");
+        assert_eq!(Rfc3339(4_102_444_800).to_string(), "2100-01-01T00:00:00Z");
+        assert_eq!(Rfc3339(-1).to_string(), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn validity_check_is_inclusive_like_go() {
+        let v = Validity {
+            not_before: 10,
+            not_after: 20,
+        };
+        assert!(
+            v.check(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                10
+            )))
+            .is_ok()
+        );
+        assert!(
+            v.check(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                20
+            )))
+            .is_ok()
+        );
+        assert!(matches!(
+            v.check(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                21
+            ))),
+            Err(Reason::Expired { .. })
+        ));
+        assert!(matches!(
+            v.check(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                9
+            ))),
+            Err(Reason::NotYetValid { .. })
+        ));
+    }
+
+    #[test]
+    fn time_refusals_are_not_memoized() {
+        assert!(
+            !ChainResult::Rejected(Reason::Expired {
+                now: 0,
+                not_after: 0
+            })
+            .is_cacheable()
+        );
+        assert!(ChainResult::Rejected(Reason::UnknownAuthority).is_cacheable());
+    }
+}
