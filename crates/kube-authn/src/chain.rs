@@ -20,6 +20,43 @@ use crate::{AuthnConfig, AuthnLayer};
 #[derive(Clone, Debug)]
 pub struct Authenticator {
     inner: Inner,
+    #[cfg(feature = "x509")]
+    ca_bundles: Vec<kube_authn_x509::CaBundle>,
+}
+
+impl Authenticator {
+    /// The CA bundles of the certificate-based authenticators (client CA, request-header CA):
+    /// a TLS server requests client certificates when this is not empty, and may advertise
+    /// their subjects.
+    #[cfg(feature = "x509")]
+    pub fn ca_bundles(&self) -> &[kube_authn_x509::CaBundle] {
+        &self.ca_bundles
+    }
+}
+
+/// Where a CA bundle comes from.
+#[cfg(feature = "x509")]
+enum CaSource {
+    File(PathBuf),
+    Bundle(kube_authn_x509::CaBundle),
+}
+
+#[cfg(feature = "x509")]
+impl CaSource {
+    fn bundle(self, reload: Option<&ReloadOptions>) -> Result<kube_authn_x509::CaBundle, BuildError> {
+        let path = match self {
+            CaSource::Bundle(b) => return Ok(b),
+            CaSource::File(path) => path,
+        };
+        match reload {
+            Some(options) => kube_authn_x509::CaBundle::watch(&path, options.clone()),
+            None => kube_authn_x509::CaBundle::load(&path),
+        }
+        .map_err(|e| BuildError::Strategy {
+            strategy: "CA bundle",
+            source: Box::new(e),
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -88,6 +125,10 @@ pub struct AuthnBuilder {
     api_audiences: Vec<String>,
     reload: Option<ReloadOptions>,
     basic_realm: Option<Option<String>>,
+    #[cfg(feature = "x509")]
+    client_cas: Vec<CaSource>,
+    #[cfg(feature = "x509")]
+    request_header: Option<(CaSource, kube_authn_x509::RequestHeaderConfig)>,
 }
 
 impl std::fmt::Debug for AuthnBuilder {
@@ -118,6 +159,45 @@ impl AuthnBuilder {
     /// Adds a static password file for HTTP basic (`password,user,uid,"group1,group2"`).
     pub fn password_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.password_files.push(path.into());
+        self
+    }
+
+    /// Authenticates client certificates that verify against the CA bundle at `path`
+    /// (kube-apiserver `--client-ca-file`; the file is watched like the others).
+    #[cfg(feature = "x509")]
+    pub fn client_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.client_cas.push(CaSource::File(path.into()));
+        self
+    }
+
+    /// Authenticates client certificates that verify against `bundle`.
+    #[cfg(feature = "x509")]
+    pub fn client_ca(mut self, bundle: kube_authn_x509::CaBundle) -> Self {
+        self.client_cas.push(CaSource::Bundle(bundle));
+        self
+    }
+
+    /// Trusts the identity headers of `config` from clients whose certificate verifies against
+    /// the CA bundle at `path` (kube-apiserver `--requestheader-client-ca-file` and friends).
+    #[cfg(feature = "x509")]
+    pub fn request_header_ca_file(
+        mut self,
+        path: impl Into<PathBuf>,
+        config: kube_authn_x509::RequestHeaderConfig,
+    ) -> Self {
+        self.request_header = Some((CaSource::File(path.into()), config));
+        self
+    }
+
+    /// Trusts the identity headers of `config` from clients whose certificate verifies against
+    /// `bundle`.
+    #[cfg(feature = "x509")]
+    pub fn request_header(
+        mut self,
+        bundle: kube_authn_x509::CaBundle,
+        config: kube_authn_x509::RequestHeaderConfig,
+    ) -> Self {
+        self.request_header = Some((CaSource::Bundle(bundle), config));
         self
     }
 
@@ -188,6 +268,19 @@ impl AuthnBuilder {
         if !config.reload.0 {
             b.reload = None;
         }
+        #[cfg(feature = "x509")]
+        {
+            b.client_cas.extend(config.client_ca_file.iter().cloned().map(CaSource::File));
+            if let Some(rh) = &config.request_header {
+                let headers = kube_authn_x509::RequestHeaderConfig::new()
+                    .username_headers(rh.username_headers.iter().cloned())
+                    .uid_headers(rh.uid_headers.iter().cloned())
+                    .group_headers(rh.group_headers.iter().cloned())
+                    .extra_headers_prefix(rh.extra_headers_prefix.iter().cloned())
+                    .allowed_names(rh.allowed_names.iter().cloned());
+                b.request_header = Some((CaSource::File(rh.client_ca_file.clone()), headers));
+            }
+        }
         b
     }
 
@@ -223,9 +316,36 @@ impl AuthnBuilder {
 
         // Kubernetes order: front proxy and custom request authenticators, basic auth, x509,
         // then the token chain (bearer, then websocket).
-        let mut members = self.requests;
+        let mut members: Vec<Arc<dyn AuthenticateRequest>> = Vec::new();
+        #[cfg(feature = "x509")]
+        let mut ca_bundles = Vec::new();
+        #[cfg(feature = "x509")]
+        if let Some((source, config)) = self.request_header {
+            for warning in config.validate().map_err(|e| BuildError::Strategy {
+                strategy: "request header",
+                source: Box::new(e),
+            })? {
+                tracing::warn!("{warning}");
+            }
+            let bundle = source.bundle(self.reload.as_ref())?;
+            ca_bundles.push(bundle.clone());
+            let proxy = kube_authn_x509::RequestHeaderAuthenticator::new(bundle, &config).map_err(|e| {
+                BuildError::Strategy {
+                    strategy: "request header",
+                    source: Box::new(e),
+                }
+            })?;
+            members.push(Arc::new(proxy));
+        }
+        members.extend(self.requests);
         for p in passwords {
             members.push(Arc::new(BasicAuth::new(p)));
+        }
+        #[cfg(feature = "x509")]
+        for source in self.client_cas {
+            let bundle = source.bundle(self.reload.as_ref())?;
+            ca_bundles.push(bundle.clone());
+            members.push(Arc::new(kube_authn_x509::X509Authenticator::new(bundle)));
         }
         if !tokens.is_empty() {
             let chain: Arc<dyn AuthenticateToken> = if tokens.len() == 1 {
@@ -241,7 +361,11 @@ impl AuthnBuilder {
             Some(anonymous) => Inner::Anonymous(WithAnonymous::new(chain, anonymous)),
             None => Inner::Plain(chain),
         };
-        Ok(Authenticator { inner })
+        Ok(Authenticator {
+            inner,
+            #[cfg(feature = "x509")]
+            ca_bundles,
+        })
     }
 
     /// Answers with `WWW-Authenticate: Basic realm="kubernetes-master"`, as kube-apiserver did

@@ -35,6 +35,33 @@ pub struct AuthnConfig {
     pub api_audiences: Vec<String>,
     /// Whether files are watched and hot-reloaded (default true).
     pub reload: Reload,
+    /// CA bundle for client certificates (kube-apiserver `--client-ca-file`): the common name
+    /// is the user, each organization a group.
+    #[serde(rename = "clientCAFile")]
+    pub client_ca_file: Option<PathBuf>,
+    /// The authenticating proxy (kube-apiserver `--requestheader-*`).
+    pub request_header: Option<RequestHeaderFileConfig>,
+}
+
+/// The authenticating proxy: identity headers trusted from clients whose certificate verifies
+/// against `clientCAFile` (and whose common name is in `allowedNames`, when set).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RequestHeaderFileConfig {
+    /// The proxy's CA bundle (`--requestheader-client-ca-file`).
+    #[serde(rename = "clientCAFile")]
+    pub client_ca_file: PathBuf,
+    /// Common names allowed to act as the proxy; empty means any (`--requestheader-allowed-names`).
+    pub allowed_names: Vec<String>,
+    /// Headers with the user name, first non-empty wins (`--requestheader-username-headers`).
+    pub username_headers: Vec<String>,
+    /// Headers with the uid (`--requestheader-uid-headers`).
+    pub uid_headers: Vec<String>,
+    /// Headers with groups, every value (`--requestheader-group-headers`).
+    pub group_headers: Vec<String>,
+    /// Prefixes of extra headers (`--requestheader-extra-headers-prefix`).
+    pub extra_headers_prefix: Vec<String>,
 }
 
 /// Whether files are hot-reloaded.
@@ -128,9 +155,15 @@ impl AuthnConfig {
             message,
         })?;
         if let Some(dir) = path.parent() {
-            for file in [&mut config.token_auth_file, &mut config.basic_auth_file]
-                .into_iter()
-                .flatten()
+            let proxy_ca = config.request_header.as_mut().map(|r| &mut r.client_ca_file);
+            for file in [
+                &mut config.token_auth_file,
+                &mut config.basic_auth_file,
+                &mut config.client_ca_file,
+            ]
+            .into_iter()
+            .flatten()
+            .chain(proxy_ca)
             {
                 if file.is_relative() {
                     *file = dir.join(&*file);
@@ -149,6 +182,9 @@ impl AuthnConfig {
         if self.anonymous.conditions.iter().any(|c| c.path.is_empty()) {
             return Err("anonymous.conditions[].path: Required value");
         }
+        if self.request_header.as_ref().is_some_and(|r| r.client_ca_file.as_os_str().is_empty()) {
+            return Err("requestHeader.clientCAFile: Required value");
+        }
         if self.api_audiences.iter().any(|a| a.is_empty()) {
             return Err("apiAudiences: Invalid value: an audience must not be empty");
         }
@@ -159,6 +195,21 @@ impl AuthnConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_client_ca_and_request_header() {
+        let c = AuthnConfig::from_yaml(
+            "/etc/k/authn.yaml",
+            "clientCAFile: ca.crt\nrequestHeader:\n  clientCAFile: /p/front-proxy-ca.crt\n  allowedNames: [front-proxy-client]\n  usernameHeaders: [X-Remote-User]\n  groupHeaders: [X-Remote-Group]\n  extraHeadersPrefix: [X-Remote-Extra-]\n",
+        )
+        .unwrap();
+        assert_eq!(c.client_ca_file.as_deref(), Some(Path::new("/etc/k/ca.crt")));
+        let rh = c.request_header.unwrap();
+        assert_eq!(rh.client_ca_file, Path::new("/p/front-proxy-ca.crt"));
+        assert_eq!(rh.allowed_names, ["front-proxy-client"]);
+        let e = AuthnConfig::from_yaml("a.yaml", "requestHeader:\n  usernameHeaders: [X-Remote-User]\n").unwrap_err();
+        assert!(e.to_string().contains("requestHeader.clientCAFile: Required value"), "{e}");
+    }
 
     #[test]
     fn parses_the_documented_example() {

@@ -38,6 +38,9 @@
 //!
 //! # Features
 //! - `axum` (default): [`UserInfo`] is an axum extractor (`500` when the layer is missing).
+//! - `x509` (default): client certificates (`clientCAFile`, [`AuthnBuilder::client_ca_file`]),
+//!   the authenticating proxy (`requestHeader`), and [`x509::serve`], a TLS accept loop that
+//!   hands the peer's certificates to the authenticators.
 //!
 //! # Security
 //! - Credentials are removed before the inner service sees the request: `Authorization` after
@@ -54,7 +57,9 @@ mod config;
 mod layer;
 
 pub use chain::{Authenticator, AuthnBuilder, BuildError};
-pub use config::{AnonymousCondition, AnonymousConfig, AuthnConfig, ConfigError, Reload};
+pub use config::{
+    AnonymousCondition, AnonymousConfig, AuthnConfig, ConfigError, Reload, RequestHeaderFileConfig,
+};
 pub use layer::AuthnLayer;
 
 #[cfg(feature = "axum")]
@@ -66,6 +71,10 @@ pub use kube_authn_core::{
     UNAUTHENTICATED_GROUP, Union, UserInfo, WebSocketProtocol, reload, status,
 };
 pub use kube_authn_static::{PasswordFile, TokenFile};
+
+/// Client certificates, the authenticating proxy and the rustls server helpers.
+#[cfg(feature = "x509")]
+pub use kube_authn_x509 as x509;
 
 /// The core crate, for strategy authors.
 pub use kube_authn_core as core;

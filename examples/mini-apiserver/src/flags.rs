@@ -49,6 +49,33 @@ pub(crate) struct Flags {
     #[arg(long, default_value_t = 250, hide = true)]
     pub(crate) log_line_interval_ms: u64,
 
+    /// If set, any request presenting a client certificate signed by one of the authorities in
+    /// the client-ca-file is authenticated with an identity corresponding to the CommonName of
+    /// the client certificate.
+    #[arg(long)]
+    pub(crate) client_ca_file: Option<PathBuf>,
+    /// Root certificate bundle to use to verify client certificates on incoming requests before
+    /// trusting usernames in headers specified by --requestheader-username-headers.
+    #[arg(long)]
+    pub(crate) requestheader_client_ca_file: Option<PathBuf>,
+    /// List of client certificate common names to allow to provide usernames in headers
+    /// specified by --requestheader-username-headers. If empty, any client certificate
+    /// validated by the authorities in --requestheader-client-ca-file is allowed.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) requestheader_allowed_names: Vec<String>,
+    /// List of request headers to inspect for usernames. X-Remote-User is common.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) requestheader_username_headers: Vec<String>,
+    /// List of request headers to inspect for UIDs. X-Remote-Uid is suggested.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) requestheader_uid_headers: Vec<String>,
+    /// List of request headers to inspect for groups. X-Remote-Group is suggested.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) requestheader_group_headers: Vec<String>,
+    /// List of request header prefixes to inspect. X-Remote-Extra- is suggested.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) requestheader_extra_headers_prefix: Vec<String>,
+
     /// Serves without any authentication layer, as kube-apiserver does with no authenticator
     /// ("Authentication is disabled"): the baseline of the load benchmark (not a kube-apiserver flag).
     #[arg(long, hide = true)]
@@ -69,8 +96,6 @@ impl Flags {
 /// then refused.
 #[derive(Debug, clap::Args)]
 pub(crate) struct NotYetBuilt {
-    #[arg(long, hide = true)]
-    client_ca_file: Option<String>,
     #[arg(long, hide = true)]
     service_account_key_file: Vec<String>,
     #[arg(long, hide = true)]
@@ -106,18 +131,6 @@ pub(crate) struct NotYetBuilt {
     #[arg(long, hide = true)]
     authentication_token_webhook_version: Option<String>,
     #[arg(long, hide = true)]
-    requestheader_client_ca_file: Option<String>,
-    #[arg(long, hide = true)]
-    requestheader_username_headers: Vec<String>,
-    #[arg(long, hide = true)]
-    requestheader_group_headers: Vec<String>,
-    #[arg(long, hide = true)]
-    requestheader_extra_headers_prefix: Vec<String>,
-    #[arg(long, hide = true)]
-    requestheader_uid_headers: Vec<String>,
-    #[arg(long, hide = true)]
-    requestheader_allowed_names: Vec<String>,
-    #[arg(long, hide = true)]
     authorization_mode: Option<String>,
     #[arg(long, hide = true)]
     authorization_webhook_config_file: Option<String>,
@@ -132,15 +145,12 @@ pub(crate) struct NotYetBuilt {
 impl NotYetBuilt {
     /// The first flag given whose strategy is not built yet, with what it needs.
     pub(crate) fn refused(&self) -> Option<(&'static str, &'static str)> {
-        let x509 = "client certificates are not supported yet (x509 strategy)";
         let sa = "service-account tokens are not supported yet";
         let oidc = "OIDC is not supported yet";
         let webhook = "webhook token authentication is not supported yet";
-        let proxy = "the authenticating proxy (request headers) is not supported yet";
         let authz = "authorization is not supported yet: every authenticated user may do everything, anonymous users only read /healthz, /livez, /readyz and /version";
         let keystone = "Keystone is not supported yet";
-        let checks: [(&str, bool, &str); 29] = [
-            ("--client-ca-file", self.client_ca_file.is_some(), x509),
+        let checks = [
             (
                 "--service-account-key-file",
                 !self.service_account_key_file.is_empty(),
@@ -213,36 +223,6 @@ impl NotYetBuilt {
                 "--authentication-token-webhook-version",
                 self.authentication_token_webhook_version.is_some(),
                 webhook,
-            ),
-            (
-                "--requestheader-client-ca-file",
-                self.requestheader_client_ca_file.is_some(),
-                proxy,
-            ),
-            (
-                "--requestheader-username-headers",
-                !self.requestheader_username_headers.is_empty(),
-                proxy,
-            ),
-            (
-                "--requestheader-group-headers",
-                !self.requestheader_group_headers.is_empty(),
-                proxy,
-            ),
-            (
-                "--requestheader-extra-headers-prefix",
-                !self.requestheader_extra_headers_prefix.is_empty(),
-                proxy,
-            ),
-            (
-                "--requestheader-uid-headers",
-                !self.requestheader_uid_headers.is_empty(),
-                proxy,
-            ),
-            (
-                "--requestheader-allowed-names",
-                !self.requestheader_allowed_names.is_empty(),
-                proxy,
             ),
             (
                 "--authorization-mode",

@@ -117,7 +117,12 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         flags.tls_private_key_file.as_deref(),
         &cert_dir,
     )?;
-    let tls_config = tls::server_config(&serving)?;
+    let serving_cert = kube_authn::x509::ServingCert::watch(
+        &serving.cert_file,
+        &serving.key_file,
+        kube_authn::reload::ReloadOptions::default(),
+    )
+    .map_err(|e| format!("serving certificate: {e}"))?;
 
     let config = match &flags.config {
         Some(path) => AuthnConfig::from_file(path)?,
@@ -127,6 +132,10 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
     let mut demo_token = None;
     let any_strategy = flags.token_auth_file.is_some()
         || flags.basic_auth_file.is_some()
+        || flags.client_ca_file.is_some()
+        || flags.requestheader_client_ca_file.is_some()
+        || config.client_ca_file.is_some()
+        || config.request_header.is_some()
         || config.token_auth_file.is_some()
         || config.basic_auth_file.is_some();
     if let Some(path) = &flags.token_auth_file {
@@ -134,6 +143,20 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
     }
     if let Some(path) = &flags.basic_auth_file {
         builder = builder.password_file(path);
+    }
+    if let Some(path) = &flags.client_ca_file {
+        builder = builder.client_ca_file(path);
+    }
+    if let Some(path) = &flags.requestheader_client_ca_file {
+        let headers = kube_authn::x509::RequestHeaderConfig::new()
+            .username_headers(flags.requestheader_username_headers.iter().cloned())
+            .uid_headers(flags.requestheader_uid_headers.iter().cloned())
+            .group_headers(flags.requestheader_group_headers.iter().cloned())
+            .extra_headers_prefix(flags.requestheader_extra_headers_prefix.iter().cloned())
+            .allowed_names(flags.requestheader_allowed_names.iter().cloned());
+        builder = builder.request_header_ca_file(path, headers);
+    } else if !flags.requestheader_username_headers.is_empty() || !flags.requestheader_allowed_names.is_empty() {
+        eprintln!("warning: --requestheader-* flags are ignored without --requestheader-client-ca-file");
     }
     if !any_strategy {
         let (path, token) = demo_token_file(&cert_dir)?;
@@ -147,6 +170,16 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         builder = builder.api_audiences(flags.api_audiences.clone());
     }
     let authn: AuthnLayer = builder.build()?;
+
+    // Client certificates are requested (never required) when a certificate-based
+    // authenticator is configured, as kube-apiserver does.
+    let ca_bundles = authn.authenticator().ca_bundles();
+    let mut tls_builder = kube_authn::x509::TlsConfigBuilder::new(serving_cert)
+        .request_client_certificates(!ca_bundles.is_empty());
+    for bundle in ca_bundles {
+        tls_builder = tls_builder.advertise_client_ca(bundle);
+    }
+    let tls_config = Arc::new(tls_builder.build()?);
 
     let addr = SocketAddr::new(flags.bind_address, flags.secure_port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -199,6 +232,6 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         );
     }
     println!("Serving securely on {local}");
-    tls::serve(listener, tls_config, app).await?;
+    kube_authn::x509::serve(listener, tls_config, app).await?;
     Ok(())
 }

@@ -1,25 +1,11 @@
-//! Serving TLS: the certificates (loaded or generated) and the accept loop.
+//! The serving certificate: the given files, or a CA and a certificate generated once into
+//! `--cert-dir`. Serving itself (rustls, the accept loop, the hot-reloaded certificate, client
+//! certificates) is `kube_authn::x509`.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request head (HTTP/1.1).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The serving certificate files, and the CA to trust when they were generated.
 pub(crate) struct ServingCert {
@@ -122,94 +108,3 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     #[cfg(not(unix))]
     std::fs::write(path, bytes)
 }
-
-/// A rustls server configuration (aws-lc-rs, TLS 1.2+, ALPN h2 and http/1.1).
-pub(crate) fn server_config(cert: &ServingCert) -> Result<Arc<ServerConfig>, BoxError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert.cert_file)
-        .map_err(|e| {
-            format!(
-                "unable to read --tls-cert-file {}: {e}",
-                cert.cert_file.display()
-            )
-        })?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid certificate in {}: {e}", cert.cert_file.display()))?;
-    if certs.is_empty() {
-        return Err(format!("no certificate in {}", cert.cert_file.display()).into());
-    }
-    let key = PrivateKeyDer::from_pem_file(&cert.key_file).map_err(|e| {
-        format!(
-            "unable to read --tls-private-key-file {}: {e}",
-            cert.key_file.display()
-        )
-    })?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("serving certificate and key do not match: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// Accepts connections forever: one task per connection, the handshake bounded by a timeout,
-/// so a silent client never blocks the others.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    app: Router,
-) -> io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let service =
-                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(Peer(peer));
-                    app.clone().oneshot(req)
-                });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            builder
-                .http2()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .keep_alive_interval(Some(Duration::from_secs(30)));
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-}
-
-/// The client's address, in every request's extensions.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Peer(#[allow(dead_code)] pub(crate) SocketAddr);

@@ -24,6 +24,9 @@ use crate::peer::PeerCertificates;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// How long a client may take to send a request head on HTTP/1.1.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `service` over TLS on `listener`: one task per connection, a handshake timeout
 /// (default 10 s), HTTP/1.1 and HTTP/2 (with upgrades, for websockets) through
 /// `hyper_util`'s auto builder.
@@ -117,7 +120,17 @@ impl<S> Serve<S> {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // A client that sends no (complete) request head within this time is dropped, so idle
+        // sockets do not pile up after the handshake.
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        builder
+            .http2()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)));
         loop {
             let (stream, addr) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
