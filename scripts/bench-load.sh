@@ -8,7 +8,15 @@
 # each is reported as a ratio to the baseline of the same round. Then the 100,000-line token
 # file is rewritten under load: reload time, p99 during the reload, and peak RSS.
 #
-#   scripts/bench-load.sh            # ROUNDS=3 DURATION=8 CONNECTIONS=32
+# Then, with oha (the only load generator here with client certificates; built once with
+# `cargo install --locked oha` into target/tools, about 7 minutes), mTLS keep-alive load:
+#   mtls-none  the server requests client certificates (--client-ca-file) but runs no
+#              authenticator (--disable-authentication): the baseline
+#   mtls-x509  the x509 authenticator (chain verified once per connection and CA generation,
+#              validity dates checked per request)
+# and new TLS connections per second (oha --disable-keepalive) for both.
+#
+#   scripts/bench-load.sh            # ROUNDS=3 DURATION=8 CONNECTIONS=32; MTLS=0 skips oha
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -115,3 +123,60 @@ grep -o 'elapsed_ms=[0-9.]*' "$WORK/server.err" | sed 's/^/reload of 100,000 lin
 grep -E "Requests/sec|99%" "$WORK/wrk-reload.out" | sed 's/^/during reloads: /'
 echo "peak RSS after two reloads under load: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$SERVER/status)"
 stop_server
+
+# ---- mTLS: x509 authentication per request, and handshakes per second ----
+[ "${MTLS:-1}" = 1 ] || exit 0
+OHA=target/tools/bin/oha
+if [ ! -x "$OHA" ]; then
+  echo "building oha into target/tools (once, several minutes)..." >&2
+  cargo install --locked oha --root target/tools >&2
+fi
+cargo run -q --release -p kube-authn-testing --bin kube-authn-test-pki -- "$WORK/pki" >&2
+start_mtls() { # mode
+  local args=(--secure-port="$PORT" --tls-cert-file="$WORK/pki/serving.crt" --tls-private-key-file="$WORK/pki/serving.key"
+              --client-ca-file="$WORK/pki/client-ca.crt" --anonymous-auth=false --log-line-interval-ms=60000)
+  [ "$1" = none ] && args+=(--disable-authentication)
+  RUST_LOG=warn taskset -c 0 "$BIN" "${args[@]}" >"$WORK/server.out" 2>"$WORK/server.err" &
+  SERVER=$!
+  for _ in $(seq 100); do grep -q "Serving securely" "$WORK/server.out" 2>/dev/null && return; sleep 0.1; done
+  echo "server did not start: $(cat "$WORK/server.err")" >&2; exit 1
+}
+run_oha() { # mode extra-oha-args... -> "rps p99_ms cpu_us_per_req"
+  local mode=$1; shift
+  start_mtls "$mode"
+  local oha=(taskset -c 1 "$OHA" --no-tui --output-format json -c "$CONNECTIONS" --cacert "$WORK/pki/root-ca.crt"
+             --cert "$WORK/pki/jbeda.crt" --key "$WORK/pki/jbeda.key" "$@")
+  "${oha[@]}" -z 2s "https://127.0.0.1:$PORT/healthz" >/dev/null
+  local before after
+  before=$(cpu_ticks "$SERVER")
+  "${oha[@]}" -z "${DURATION}s" "https://127.0.0.1:$PORT/healthz" >"$WORK/oha.json"
+  after=$(cpu_ticks "$SERVER")
+  stop_server
+  python3 - "$WORK/oha.json" "$before" "$after" "$CLK" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+codes = r.get("statusCodeDistribution", {})
+ok = codes.get("200", 0)
+total = sum(codes.values())
+if total == 0 or ok != total:
+    sys.exit(f"oha: non-200 responses: {codes} {r.get('errorDistribution')}")
+cpu = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])
+print(f"{r['summary']['requestsPerSec']:.0f} {r['latencyPercentiles']['p99'] * 1e3:.3f} {cpu / total * 1e6:.2f}")
+PY
+}
+echo
+printf "%-6s %-10s %10s %9s %12s %10s\n" round mode req/s p99_ms cpu_us/req cpu_ratio
+MT=""
+for r in $(seq "$ROUNDS"); do
+  read -r b_rps b_p99 b_cpu < <(run_oha none)
+  printf "%-6s %-10s %10s %9s %12s %10s\n" "$r" mtls-none "$b_rps" "$b_p99" "$b_cpu" 1.000
+  read -r rps p99 cpu < <(run_oha x509)
+  cr=$(python3 -c "print(f'{$cpu/$b_cpu:.3f}')")
+  printf "%-6s %-10s %10s %9s %12s %10s\n" "$r" mtls-x509 "$rps" "$p99" "$cpu" "$cr"
+  MT="$MT $cr"
+done
+echo "median cpu/request ratio, mtls-x509 vs mtls-none: $(python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" $MT)"
+for mode in none x509; do
+  read -r hs p99 cpu < <(run_oha $mode --disable-keepalive)
+  echo "new connections (full handshake + one request), mtls-$mode: $hs handshakes/s, p99 $p99 ms, $cpu CPU us per connection"
+done

@@ -300,3 +300,169 @@ pub async fn raw_request(server: &Server, request: &[u8]) -> (u16, String, Strin
     };
     (status, head.to_owned(), body)
 }
+
+// =============================================================================================
+// front-proxy (examples/front-proxy) helpers, used by tests/tests/front_proxy.rs.
+// Additive only: nothing above depends on this block.
+// =============================================================================================
+
+/// Writes the test PKI into `dir` with the repository's generator (`kube-authn-test-pki`, a
+/// workspace binary: `<name>.crt`/`<name>.key` for every certificate of
+/// `kube_authn_testing::TestPki`) and returns `dir`.
+pub fn write_test_pki(dir: &Path) -> PathBuf {
+    let out = Command::new(binary("kube-authn-test-pki"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kube-authn-test-pki failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.to_owned()
+}
+
+/// A running `front-proxy`; killed on drop.
+pub struct FrontProxy {
+    child: Child,
+    pub port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl FrontProxy {
+    /// Starts the proxy with `args` (plus `--secure-port`) and waits until it serves.
+    pub fn start(args: &[&str]) -> FrontProxy {
+        for attempt in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(binary("front-proxy"))
+                .arg(format!("--secure-port={port}"))
+                .args(args)
+                .env("RUST_LOG", "info,front_proxy=debug,kube_authn=debug")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stderr = Arc::new(Mutex::new(String::new()));
+            let err_pipe = child.stderr.take().unwrap();
+            let sink = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                    let mut s = sink.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+            let out = child.stdout.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if line.starts_with("Serving securely on") {
+                        let _ = tx.send(());
+                    }
+                }
+            });
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(()) => {
+                    return FrontProxy {
+                        child,
+                        port,
+                        stderr,
+                    };
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let log = stderr.lock().unwrap().clone();
+                    if log.contains("Address already in use") && attempt < 4 {
+                        continue;
+                    }
+                    panic!("front-proxy did not start:\n{log}");
+                }
+            }
+        }
+        unreachable!()
+    }
+
+    /// Runs the proxy with `args` and returns its exit status and stderr (for refusals).
+    pub fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
+        let mut child = Command::new(binary("front-proxy"))
+            .arg(format!("--secure-port={}", free_port()))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+                return (status, err);
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("front-proxy did not exit with {args:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// What the proxy logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FrontProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A rustls client configuration (aws-lc-rs) trusting exactly `ca`, presenting the
+/// certificate chain and key of `identity` when given, with ALPN `alpn` (none when empty).
+pub fn tls_client_config(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    alpn: &[&[u8]],
+) -> rustls::ClientConfig {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut tls = match identity {
+        Some((cert, key)) => {
+            let chain = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tls
+}
+
+/// A reqwest client trusting exactly `ca` and presenting the client certificate `cert` with
+/// its key `key`.
+pub fn client_with_identity(ca: &Path, cert: &Path, key: &Path) -> reqwest::Client {
+    let tls = tls_client_config(ca, Some((cert, key)), &[b"h2", b"http/1.1"]);
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}

@@ -43,7 +43,10 @@ enum CaSource {
 
 #[cfg(feature = "x509")]
 impl CaSource {
-    fn bundle(self, reload: Option<&ReloadOptions>) -> Result<kube_authn_x509::CaBundle, BuildError> {
+    fn bundle(
+        self,
+        reload: Option<&ReloadOptions>,
+    ) -> Result<kube_authn_x509::CaBundle, BuildError> {
         let path = match self {
             CaSource::Bundle(b) => return Ok(b),
             CaSource::File(path) => path,
@@ -270,7 +273,8 @@ impl AuthnBuilder {
         }
         #[cfg(feature = "x509")]
         {
-            b.client_cas.extend(config.client_ca_file.iter().cloned().map(CaSource::File));
+            b.client_cas
+                .extend(config.client_ca_file.iter().cloned().map(CaSource::File));
             if let Some(rh) = &config.request_header {
                 let headers = kube_authn_x509::RequestHeaderConfig::new()
                     .username_headers(rh.username_headers.iter().cloned())
@@ -329,12 +333,13 @@ impl AuthnBuilder {
             }
             let bundle = source.bundle(self.reload.as_ref())?;
             ca_bundles.push(bundle.clone());
-            let proxy = kube_authn_x509::RequestHeaderAuthenticator::new(bundle, &config).map_err(|e| {
-                BuildError::Strategy {
-                    strategy: "request header",
-                    source: Box::new(e),
-                }
-            })?;
+            let proxy =
+                kube_authn_x509::RequestHeaderAuthenticator::new(bundle, &config).map_err(|e| {
+                    BuildError::Strategy {
+                        strategy: "request header",
+                        source: Box::new(e),
+                    }
+                })?;
             members.push(Arc::new(proxy));
         }
         members.extend(self.requests);

@@ -155,7 +155,10 @@ impl AuthnConfig {
             message,
         })?;
         if let Some(dir) = path.parent() {
-            let proxy_ca = config.request_header.as_mut().map(|r| &mut r.client_ca_file);
+            let proxy_ca = config
+                .request_header
+                .as_mut()
+                .map(|r| &mut r.client_ca_file);
             for file in [
                 &mut config.token_auth_file,
                 &mut config.basic_auth_file,
@@ -182,7 +185,11 @@ impl AuthnConfig {
         if self.anonymous.conditions.iter().any(|c| c.path.is_empty()) {
             return Err("anonymous.conditions[].path: Required value");
         }
-        if self.request_header.as_ref().is_some_and(|r| r.client_ca_file.as_os_str().is_empty()) {
+        if self
+            .request_header
+            .as_ref()
+            .is_some_and(|r| r.client_ca_file.as_os_str().is_empty())
+        {
             return Err("requestHeader.clientCAFile: Required value");
         }
         if self.api_audiences.iter().any(|a| a.is_empty()) {
@@ -203,12 +210,23 @@ mod tests {
             "clientCAFile: ca.crt\nrequestHeader:\n  clientCAFile: /p/front-proxy-ca.crt\n  allowedNames: [front-proxy-client]\n  usernameHeaders: [X-Remote-User]\n  groupHeaders: [X-Remote-Group]\n  extraHeadersPrefix: [X-Remote-Extra-]\n",
         )
         .unwrap();
-        assert_eq!(c.client_ca_file.as_deref(), Some(Path::new("/etc/k/ca.crt")));
+        assert_eq!(
+            c.client_ca_file.as_deref(),
+            Some(Path::new("/etc/k/ca.crt"))
+        );
         let rh = c.request_header.unwrap();
         assert_eq!(rh.client_ca_file, Path::new("/p/front-proxy-ca.crt"));
         assert_eq!(rh.allowed_names, ["front-proxy-client"]);
-        let e = AuthnConfig::from_yaml("a.yaml", "requestHeader:\n  usernameHeaders: [X-Remote-User]\n").unwrap_err();
-        assert!(e.to_string().contains("requestHeader.clientCAFile: Required value"), "{e}");
+        let e = AuthnConfig::from_yaml(
+            "a.yaml",
+            "requestHeader:\n  usernameHeaders: [X-Remote-User]\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("requestHeader.clientCAFile: Required value"),
+            "{e}"
+        );
     }
 
     #[test]

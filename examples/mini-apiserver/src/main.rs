@@ -155,8 +155,12 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
             .extra_headers_prefix(flags.requestheader_extra_headers_prefix.iter().cloned())
             .allowed_names(flags.requestheader_allowed_names.iter().cloned());
         builder = builder.request_header_ca_file(path, headers);
-    } else if !flags.requestheader_username_headers.is_empty() || !flags.requestheader_allowed_names.is_empty() {
-        eprintln!("warning: --requestheader-* flags are ignored without --requestheader-client-ca-file");
+    } else if !flags.requestheader_username_headers.is_empty()
+        || !flags.requestheader_allowed_names.is_empty()
+    {
+        eprintln!(
+            "warning: --requestheader-* flags are ignored without --requestheader-client-ca-file"
+        );
     }
     if !any_strategy {
         let (path, token) = demo_token_file(&cert_dir)?;

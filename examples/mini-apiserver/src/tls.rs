@@ -5,8 +5,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-
-
 /// The serving certificate files, and the CA to trust when they were generated.
 pub(crate) struct ServingCert {
     pub(crate) cert_file: PathBuf,
