@@ -178,5 +178,5 @@ done
 echo "median cpu/request ratio, mtls-x509 vs mtls-none: $(python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" $MT)"
 for mode in none x509; do
   read -r hs p99 cpu < <(run_oha $mode --disable-keepalive)
-  echo "new connections (full handshake + one request), mtls-$mode: $hs handshakes/s, p99 $p99 ms, $cpu CPU us per connection"
+  echo "new connections (TLS handshake + one request), mtls-$mode: $hs handshakes/s, p99 $p99 ms, $cpu CPU us per connection"
 done
