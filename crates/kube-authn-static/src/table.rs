@@ -7,7 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+/// A hash with a random per-table seed (foldhash, hashbrown's default). The table's keys come
+/// from the operator's file, never from clients, so a fast keyed hash is enough: a client can
+/// only choose what it looks up, which neither grows probe chains nor reveals stored keys.
+type RandomState = hashbrown::DefaultHashBuilder;
 use std::path::Path;
 
 use hashbrown::HashTable;
@@ -96,7 +101,7 @@ impl Table {
     /// Parses a file as Kubernetes' `NewCSV` does; `path` is for the warnings.
     pub(crate) fn parse(path: &Path, bytes: &[u8], kind: Kind) -> Result<Self, RowError> {
         let key = kind.key();
-        let hasher = RandomState::new();
+        let hasher = RandomState::default();
         let mut rows = HashTable::new();
         // The kept fields are never longer than the file; the unused rest is given back below.
         let mut text = String::with_capacity(bytes.len());

@@ -83,6 +83,9 @@ pub use request_header::{
     RequestHeaderConfigError, RequestHeaderConfigWarning, STANDARD_EXTRA_PREFIX,
     STANDARD_GROUP_HEADER, STANDARD_UID_HEADER, STANDARD_USERNAME_HEADER,
 };
-pub use tls::{RequestClientCert, Serve, ServingCert, ServingCertError, TlsConfigBuilder, serve};
+pub use tls::{
+    ReloadingServerConfig, RequestClientCert, Serve, ServingCert, ServingCertError,
+    TlsConfigBuilder, TlsSource, serve,
+};
 pub use verify::RequiredUsage;
 pub use x509::{Clock, X509Authenticator};

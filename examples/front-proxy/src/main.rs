@@ -57,7 +57,6 @@ mod proxy;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use axum::Router;
 use clap::Parser;
@@ -138,7 +137,7 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
     for bundle in ca_bundles {
         tls = tls.advertise_client_ca(bundle);
     }
-    let tls = Arc::new(tls.build()?);
+    let tls = tls.build_reloading()?;
 
     let app = Router::new()
         .fallback(proxy::forward)

@@ -183,7 +183,7 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
     for bundle in ca_bundles {
         tls_builder = tls_builder.advertise_client_ca(bundle);
     }
-    let tls_config = Arc::new(tls_builder.build()?);
+    let tls_config = tls_builder.build_reloading()?;
 
     let addr = SocketAddr::new(flags.bind_address, flags.secure_port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -199,12 +199,6 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         server_address: local.to_string(),
     };
     let app = api::router(state).layer(axum::middleware::from_fn(policy::default_policy));
-    let app = if flags.disable_authentication {
-        eprintln!("Authentication is disabled (--disable-authentication)");
-        app.layer(axum::Extension(policy::AuthenticationDisabled))
-    } else {
-        app.layer(authn)
-    };
 
     let host = match local.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
@@ -236,6 +230,15 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         );
     }
     println!("Serving securely on {local}");
-    kube_authn::x509::serve(listener, tls_config, app).await?;
+    if flags.disable_authentication {
+        eprintln!("Authentication is disabled (--disable-authentication)");
+        let app = app.layer(axum::Extension(policy::AuthenticationDisabled));
+        kube_authn::x509::serve(listener, tls_config, app).await?;
+    } else {
+        // One authentication service around the whole router (rather than `Router::layer`,
+        // which wraps every route and boxes the body once more per request).
+        let app = tower_layer::Layer::layer(&authn, app);
+        kube_authn::x509::serve(listener, tls_config, app).await?;
+    }
     Ok(())
 }

@@ -43,15 +43,19 @@ pub const EXTRA_SPACE_WARNING: &str = "the provided Authorization header contain
 
 pub(crate) fn bearer_token(value: &[u8]) -> Bearer<'_> {
     let value = super::trim_space(value);
-    let mut parts = value.splitn(3, |b| *b == b' ');
-    let (Some(scheme), Some(token)) = (parts.next(), parts.next()) else {
+    // `strings.SplitN(auth, " ", 3)`: the scheme, the token, and whatever follows.
+    let Some(rest) = value.strip_prefix(b"Bearer ").or_else(|| {
+        (value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &value[7..])
+    }) else {
         return Bearer::None;
     };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Bearer::None;
-    }
+    let token = match rest.iter().position(|b| *b == b' ') {
+        Some(end) => &rest[..end],
+        None => rest,
+    };
     if token.is_empty() {
-        return if parts.next().is_some() {
+        // `Bearer  x`: SplitN gives an empty token and a third part.
+        return if rest.len() > token.len() {
             Bearer::ExtraSpace
         } else {
             Bearer::None

@@ -53,7 +53,11 @@ impl Settings {
         start: Option<Instant>,
     ) -> Result<(Parts, Option<AuthnWarnings>), Rejection> {
         let RequestOutcome { mut parts, result } = outcome;
-        let warnings = parts.extensions.remove::<AuthnWarnings>();
+        let warnings = if parts.extensions.is_empty() {
+            None
+        } else {
+            parts.extensions.remove::<AuthnWarnings>()
+        };
         let error = match result {
             Ok(Some(auth)) => {
                 if let Some(api) = &self.audiences

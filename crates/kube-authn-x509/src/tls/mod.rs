@@ -4,10 +4,12 @@
 
 mod serve;
 mod serving;
+mod source;
 mod verifier;
 
 pub use serve::{Serve, serve};
 pub use serving::{ServingCert, ServingCertError, TlsConfigBuilder};
+pub use source::{ReloadingServerConfig, TlsSource};
 pub use verifier::RequestClientCert;
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,11 +14,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
+use super::TlsSource;
 use crate::peer::PeerCertificates;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -53,10 +52,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// kube_authn_x509::serve(listener, tls, svc).await
 /// # }
 /// ```
-pub fn serve<S>(listener: TcpListener, tls: Arc<ServerConfig>, service: S) -> Serve<S> {
+pub fn serve<S>(listener: TcpListener, tls: impl Into<TlsSource>, service: S) -> Serve<S> {
     Serve {
         listener,
-        acceptor: TlsAcceptor::from(tls),
+        tls: tls.into(),
         service,
         handshake_timeout: Duration::from_secs(10),
     }
@@ -66,7 +65,7 @@ pub fn serve<S>(listener: TcpListener, tls: Arc<ServerConfig>, service: S) -> Se
 #[must_use = "the server does nothing until awaited"]
 pub struct Serve<S> {
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: TlsSource,
     service: S,
     handshake_timeout: Duration,
 }
@@ -145,7 +144,7 @@ impl<S> Serve<S> {
             tokio::spawn(connection(
                 stream,
                 addr,
-                self.acceptor.clone(),
+                TlsAcceptor::from(self.tls.current()),
                 self.handshake_timeout,
                 self.service.clone(),
                 builder.clone(),

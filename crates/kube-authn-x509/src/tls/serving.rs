@@ -260,6 +260,7 @@ pub struct TlsConfigBuilder {
     serving: ServingCert,
     verifier: RequestClientCert,
     client_auth: bool,
+    advertised: Vec<CaBundle>,
 }
 
 impl TlsConfigBuilder {
@@ -269,6 +270,7 @@ impl TlsConfigBuilder {
             serving,
             verifier: RequestClientCert::new(),
             client_auth: true,
+            advertised: Vec::new(),
         }
     }
 
@@ -277,6 +279,7 @@ impl TlsConfigBuilder {
     #[must_use]
     pub fn advertise_client_ca(mut self, bundle: &CaBundle) -> Self {
         self.verifier = self.verifier.advertise(&bundle.current());
+        self.advertised.push(bundle.clone());
         self
     }
 
@@ -288,11 +291,20 @@ impl TlsConfigBuilder {
         self
     }
 
-    /// The configuration.
+    /// A configuration that follows the advertised CA bundles: rebuilt, for new connections,
+    /// when one of them is reloaded (see [`ReloadingServerConfig`](super::ReloadingServerConfig)).
+    /// Without client certificates requested it never changes.
+    pub fn build_reloading(self) -> Result<super::TlsSource, rustls::Error> {
+        if !self.client_auth {
+            return self.build().map(Into::into);
+        }
+        super::ReloadingServerConfig::new(self.advertised, Arc::new(self.serving)).map(Into::into)
+    }
+
+    /// The configuration (the advertised CA names are those of the bundles now; see
+    /// [`TlsConfigBuilder::build_reloading`] to follow their reloads).
     pub fn build(self) -> Result<ServerConfig, rustls::Error> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        let builder = config_builder()?;
         let builder = if self.client_auth {
             builder.with_client_cert_verifier(self.verifier.into_arc())
         } else {
@@ -302,6 +314,14 @@ impl TlsConfigBuilder {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }
+}
+
+/// The protocol part of every configuration: aws-lc-rs, TLS 1.3 and 1.2.
+pub(crate) fn config_builder()
+-> Result<rustls::ConfigBuilder<ServerConfig, rustls::WantsVerifier>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
 }
 
 #[cfg(test)]

@@ -197,3 +197,101 @@ async fn a_silent_client_does_not_block_others() {
         .unwrap();
     assert_eq!(status, 200);
 }
+
+/// A client certificate resolver that records the CA names the server advertised.
+#[derive(Debug, Default)]
+struct RecordHints(std::sync::Mutex<Vec<Vec<Vec<u8>>>>);
+
+impl rustls::client::ResolvesClientCert for RecordHints {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let hints = root_hint_subjects.iter().map(|h| h.to_vec()).collect();
+        self.0.lock().unwrap().push(hints);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The CA names a fresh connection is offered.
+async fn advertised(pki: &TestPki, addr: SocketAddr) -> Vec<Vec<u8>> {
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.root_ca.cert_der()).unwrap();
+    let record = Arc::new(RecordHints::default());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(record.clone());
+    config.resumption = rustls::client::Resumption::disabled();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let _ = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    record
+        .0
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("the server requested a certificate")
+}
+
+fn subject_of(issued: &Issued) -> Vec<u8> {
+    let pool = crate::CaPool::from_pem("ca.crt", issued.cert_pem().as_bytes()).unwrap();
+    pool.subjects()[0].as_ref().to_vec()
+}
+
+#[tokio::test]
+async fn advertised_ca_names_follow_a_reloaded_bundle() {
+    let pki = TestPki::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.crt");
+    std::fs::write(&ca_file, pki.client_ca.cert_pem()).unwrap();
+    let options = kube_authn_core::reload::ReloadOptions::default()
+        .debounce(Duration::from_millis(10))
+        .poll_interval(Duration::from_millis(50));
+    let bundle = CaBundle::watch(&ca_file, options).unwrap();
+    let serving = ServingCert::from_pem(
+        pki.serving.chain_pem().as_bytes(),
+        pki.serving.key_pem().as_bytes(),
+    )
+    .unwrap();
+    let tls = TlsConfigBuilder::new(serving)
+        .advertise_client_ca(&bundle)
+        .build_reloading()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = service_fn(|_req: Request<Incoming>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    });
+    tokio::spawn(serve(listener, tls, svc).into_future());
+
+    assert_eq!(
+        advertised(pki, addr).await,
+        vec![subject_of(&pki.client_ca)]
+    );
+
+    let tmp = dir.path().join("ca.tmp");
+    std::fs::write(&tmp, pki.other_ca.cert_pem()).unwrap();
+    std::fs::rename(&tmp, &ca_file).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if advertised(pki, addr).await == vec![subject_of(&pki.other_ca)] {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the new CA name was never advertised"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
