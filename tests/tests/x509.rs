@@ -986,3 +986,34 @@ async fn rotation_of_serving_cert_and_client_ca_under_load() {
         }
     }
 }
+
+#[test]
+fn client_certificate_expiration_is_observed_in_metrics() {
+    let s = start();
+    let (code, v) = curl_whoami(&s, "jbeda.crt", "jbeda.key");
+    assert_eq!(code, 201, "{v}");
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "--max-time", "20", "--cacert"])
+        .arg(pki_file(&s, "root-ca.crt"))
+        .arg("--cert")
+        .arg(pki_file(&s, "jbeda.crt"))
+        .arg("--key")
+        .arg(pki_file(&s, "jbeda.key"))
+        .arg(format!("{}/metrics", s.url()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // jbeda's certificate is valid for years: every observation lands past the 1-year bucket
+    assert!(
+        text.contains("apiserver_client_certificate_expiration_seconds_bucket{le=\"31104000\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("apiserver_client_certificate_expiration_seconds_count"),
+        "{text}"
+    );
+    assert!(
+        text.contains("authentication_attempts{result=\"success\"}"),
+        "{text}"
+    );
+}

@@ -36,6 +36,8 @@ pub(crate) struct LeafInfo {
     pub(crate) user: Result<Option<UserInfo>, UidError>,
     /// False when x509-parser could not read the certificate.
     pub(crate) parsed: bool,
+    /// The leaf's notAfter, in seconds since the Unix epoch.
+    pub(crate) not_after: Option<i64>,
 }
 
 impl LeafInfo {
@@ -48,6 +50,7 @@ impl LeafInfo {
                 common_name: String::new(),
                 user: Ok(None),
                 parsed: false,
+                not_after: None,
             };
         };
         let identifier = Identifier::of(&cert).to_string();
@@ -80,6 +83,7 @@ impl LeafInfo {
             common_name,
             user,
             parsed: true,
+            not_after: Some(cert.validity().not_after.timestamp()),
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct X509Authenticator {
     usage: RequiredUsage,
     clock: Clock,
     verifications: Arc<AtomicU64>,
+    /// `apiserver_client_certificate_expiration_seconds` (notAfter − now of each presented
+    /// leaf); taken from the `metrics` recorder installed when the authenticator is built.
+    expiration: metrics::Histogram,
 }
 
 impl X509Authenticator {
@@ -67,6 +70,7 @@ impl X509Authenticator {
             usage: RequiredUsage::ClientAuth,
             clock: system_clock(),
             verifications: Arc::new(AtomicU64::new(0)),
+            expiration: metrics::histogram!("apiserver_client_certificate_expiration_seconds"),
         }
     }
 
@@ -104,6 +108,12 @@ impl X509Authenticator {
         };
         let pool = self.ca.guard();
         let now = (self.clock)();
+        // Kubernetes observes how long the presented certificate remains valid, per request.
+        if let Some(not_after) = info.not_after {
+            let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+            self.expiration
+                .record(not_after.saturating_sub(secs) as f64);
+        }
         if let Err(reason) = check_peer(peers, &pool, self.usage, now, &self.verifications) {
             tracing::debug!(
                 target: "kube_authn::x509",

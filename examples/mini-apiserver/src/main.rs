@@ -107,7 +107,25 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         return Err(format!("flag {flag} is not supported by this build: {why}").into());
     }
     // The recorder first: layers take their metric handles when they are built.
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    // Kubernetes' buckets for its authentication histograms.
+    let duration_buckets: Vec<f64> = (0..15).map(|i| 0.001 * f64::from(1u32 << i)).collect();
+    let expiration_buckets = [
+        0.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0, 86400.0, 172800.0, 345600.0, 604800.0,
+        2592000.0, 7776000.0, 15552000.0, 31104000.0,
+    ];
+    let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("authentication_duration_seconds".into()),
+            &duration_buckets,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("apiserver_client_certificate_expiration_seconds".into()),
+                &expiration_buckets,
+            )
+        })
+        .map_err(|e| format!("unable to configure the metrics recorder: {e}"))?
         .install_recorder()
         .map_err(|e| format!("unable to install the metrics recorder: {e}"))?;
 
