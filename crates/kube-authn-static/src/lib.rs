@@ -73,11 +73,13 @@
 
 #![forbid(unsafe_code)]
 
+mod file;
 mod password;
 mod reader;
 mod table;
 mod token;
 
+pub use file::{FileError, FileKind};
 pub use password::{PasswordFile, PasswordFileError};
 pub use reader::{CsvError, CsvErrorKind};
 pub use token::{TokenFile, TokenFileError};

@@ -5,11 +5,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use kube_authn_core::reload::{LoadError, ReloadOptions, ReloadStatus, Reloading};
+use kube_authn_core::reload::{LoadError, ReloadOptions, ReloadStatus};
 use kube_authn_core::{AuthenticatePassword, Authenticated, AuthnFuture, AuthnResult};
 
-use crate::reader::CsvError;
-use crate::table::{Kind, RowError, Table};
+use crate::file::{CredentialFile, FileError, FileKind};
 
 /// User names and passwords from a CSV file of `password,user,uid[,"group1,group2"]` rows,
 /// for [`BasicAuth`](kube_authn_core::BasicAuth).
@@ -38,83 +37,24 @@ use crate::table::{Kind, RowError, Table};
 /// ```
 #[derive(Clone)]
 pub struct PasswordFile {
-    table: Reloading<Table>,
+    file: CredentialFile,
 }
 
-/// Why a password file was refused. Messages name the file and the line, never a password.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PasswordFileError {
-    /// The file is not CSV as Go's `encoding/csv` reads it.
-    #[error("{}:{}: {source}", path.display(), source.line())]
-    Csv {
-        /// The file.
-        path: PathBuf,
-        /// What and where (Go's error text).
-        #[source]
-        source: CsvError,
-    },
-    /// A row has fewer than three columns (Kubernetes' message after `file:line:`).
-    #[error(
-        "{}:{line}: password file '{}' must have at least 3 columns (password, user name, user uid), found {found}",
-        path.display(),
-        path.display()
-    )]
-    TooFewColumns {
-        /// The file.
-        path: PathBuf,
-        /// The line the row starts on.
-        line: usize,
-        /// How many columns it has.
-        found: usize,
-    },
-    /// One of the first four columns of a row is not UTF-8.
-    #[error("{}:{line}: column {column} is not valid utf-8", path.display())]
-    InvalidUtf8 {
-        /// The file.
-        path: PathBuf,
-        /// The line the row starts on.
-        line: usize,
-        /// The column (1-based).
-        column: usize,
-    },
-    /// The file is larger than 4 GiB.
-    #[error("{}: the file is larger than 4 GiB", path.display())]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-    },
-}
-
-impl PasswordFileError {
-    fn new(path: &Path, error: RowError) -> Self {
-        let path = path.to_owned();
-        match error {
-            RowError::Csv(source) => Self::Csv { path, source },
-            RowError::TooFewColumns { line, found } => Self::TooFewColumns { path, line, found },
-            RowError::InvalidUtf8 { line, column } => Self::InvalidUtf8 { path, line, column },
-            RowError::TooLarge => Self::TooLarge { path },
-        }
-    }
-}
-
-/// Parses the content of a password file (the parser [`Reloading`] calls).
-fn parse(path: &Path, bytes: &[u8]) -> Result<Table, PasswordFileError> {
-    Table::parse(path, bytes, Kind::Password).map_err(|e| PasswordFileError::new(path, e))
-}
+/// Why a password file was refused (the error shared with the token file).
+pub type PasswordFileError = FileError;
 
 impl PasswordFile {
     /// Passwords from CSV in memory; `path` is only used in messages. The table never changes.
     pub fn from_csv(path: impl AsRef<Path>, csv: &[u8]) -> Result<Self, PasswordFileError> {
         Ok(Self {
-            table: Reloading::fixed(parse(path.as_ref(), csv)?),
+            file: CredentialFile::from_csv(FileKind::Password, path.as_ref(), csv)?,
         })
     }
 
     /// Reads the file once (kube-apiserver's behaviour).
     pub fn load(path: impl Into<PathBuf>) -> Result<Self, LoadError<PasswordFileError>> {
         Ok(Self {
-            table: Reloading::load(path, parse)?,
+            file: CredentialFile::load(FileKind::Password, path.into())?,
         })
     }
 
@@ -126,24 +66,24 @@ impl PasswordFile {
         options: ReloadOptions,
     ) -> Result<Self, LoadError<PasswordFileError>> {
         Ok(Self {
-            table: Reloading::watch(path, parse, options)?,
+            file: CredentialFile::watch(FileKind::Password, path.into(), options)?,
         })
     }
 
     /// Reload counters and the last refused change (with file and line); all zero when the
     /// file is not watched.
     pub fn status(&self) -> ReloadStatus {
-        self.table.status()
+        self.file.status()
     }
 
     /// The file, unless the passwords came from [`from_csv`](Self::from_csv).
     pub fn path(&self) -> Option<&Path> {
-        self.table.path()
+        self.file.path()
     }
 
     /// The number of distinct users currently loaded.
     pub fn len(&self) -> usize {
-        self.table.current().len()
+        self.file.len()
     }
 
     /// Whether no user is loaded.
@@ -154,7 +94,11 @@ impl PasswordFile {
 
 impl AuthenticatePassword for PasswordFile {
     fn authenticate_password(&self, username: &str, password: &str) -> AuthnFuture<AuthnResult> {
-        let user = self.table.current().user_by_password(username, password);
+        let user = self
+            .file
+            .table
+            .current()
+            .user_by_password(username, password);
         AuthnFuture::ready(Ok(user.map(Authenticated::new)))
     }
 

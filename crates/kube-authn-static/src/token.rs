@@ -4,11 +4,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use kube_authn_core::reload::{LoadError, ReloadOptions, ReloadStatus, Reloading};
+use kube_authn_core::reload::{LoadError, ReloadOptions, ReloadStatus};
 use kube_authn_core::{Audiences, AuthenticateToken, Authenticated, AuthnFuture, AuthnResult};
 
-use crate::reader::CsvError;
-use crate::table::{Kind, RowError, Table};
+use crate::file::{CredentialFile, FileError, FileKind};
 
 /// Bearer tokens from a CSV file of `token,user,uid[,"group1,group2"]` rows.
 ///
@@ -36,83 +35,24 @@ use crate::table::{Kind, RowError, Table};
 /// ```
 #[derive(Clone)]
 pub struct TokenFile {
-    table: Reloading<Table>,
+    file: CredentialFile,
 }
 
-/// Why a token file was refused. Messages name the file and the line, never a token.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TokenFileError {
-    /// The file is not CSV as Go's `encoding/csv` reads it.
-    #[error("{}:{}: {source}", path.display(), source.line())]
-    Csv {
-        /// The file.
-        path: PathBuf,
-        /// What and where (Go's error text).
-        #[source]
-        source: CsvError,
-    },
-    /// A row has fewer than three columns (Kubernetes' message after `file:line:`).
-    #[error(
-        "{}:{line}: token file '{}' must have at least 3 columns (token, user name, user uid), found {found}",
-        path.display(),
-        path.display()
-    )]
-    TooFewColumns {
-        /// The file.
-        path: PathBuf,
-        /// The line the row starts on.
-        line: usize,
-        /// How many columns it has.
-        found: usize,
-    },
-    /// One of the first four columns of a row is not UTF-8.
-    #[error("{}:{line}: column {column} is not valid utf-8", path.display())]
-    InvalidUtf8 {
-        /// The file.
-        path: PathBuf,
-        /// The line the row starts on.
-        line: usize,
-        /// The column (1-based).
-        column: usize,
-    },
-    /// The file is larger than 4 GiB.
-    #[error("{}: the file is larger than 4 GiB", path.display())]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-    },
-}
-
-impl TokenFileError {
-    fn new(path: &Path, error: RowError) -> Self {
-        let path = path.to_owned();
-        match error {
-            RowError::Csv(source) => Self::Csv { path, source },
-            RowError::TooFewColumns { line, found } => Self::TooFewColumns { path, line, found },
-            RowError::InvalidUtf8 { line, column } => Self::InvalidUtf8 { path, line, column },
-            RowError::TooLarge => Self::TooLarge { path },
-        }
-    }
-}
-
-/// Parses the content of a token file (the parser [`Reloading`] calls).
-fn parse(path: &Path, bytes: &[u8]) -> Result<Table, TokenFileError> {
-    Table::parse(path, bytes, Kind::Token).map_err(|e| TokenFileError::new(path, e))
-}
+/// Why a token file was refused (the error shared with the password file).
+pub type TokenFileError = FileError;
 
 impl TokenFile {
     /// Tokens from CSV in memory; `path` is only used in messages. The table never changes.
     pub fn from_csv(path: impl AsRef<Path>, csv: &[u8]) -> Result<Self, TokenFileError> {
         Ok(Self {
-            table: Reloading::fixed(parse(path.as_ref(), csv)?),
+            file: CredentialFile::from_csv(FileKind::Token, path.as_ref(), csv)?,
         })
     }
 
     /// Reads the file once (kube-apiserver's behaviour).
     pub fn load(path: impl Into<PathBuf>) -> Result<Self, LoadError<TokenFileError>> {
         Ok(Self {
-            table: Reloading::load(path, parse)?,
+            file: CredentialFile::load(FileKind::Token, path.into())?,
         })
     }
 
@@ -124,24 +64,24 @@ impl TokenFile {
         options: ReloadOptions,
     ) -> Result<Self, LoadError<TokenFileError>> {
         Ok(Self {
-            table: Reloading::watch(path, parse, options)?,
+            file: CredentialFile::watch(FileKind::Token, path.into(), options)?,
         })
     }
 
     /// Reload counters and the last refused change (with file and line); all zero when the
     /// file is not watched.
     pub fn status(&self) -> ReloadStatus {
-        self.table.status()
+        self.file.status()
     }
 
     /// The file, unless the tokens came from [`from_csv`](Self::from_csv).
     pub fn path(&self) -> Option<&Path> {
-        self.table.path()
+        self.file.path()
     }
 
     /// The number of distinct tokens currently loaded.
     pub fn len(&self) -> usize {
-        self.table.current().len()
+        self.file.len()
     }
 
     /// Whether no token is loaded.
@@ -153,6 +93,7 @@ impl TokenFile {
 impl AuthenticateToken for TokenFile {
     fn authenticate_token(&self, token: &str, _audiences: &Audiences) -> AuthnFuture<AuthnResult> {
         AuthnFuture::ready(Ok(self
+            .file
             .table
             .current()
             .user_by_token(token)
