@@ -109,9 +109,12 @@ for mode in token password; do
   echo "median cpu/request ratio, $mode vs none: $(python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" ${SUM[$mode]})"
 done
 
-# Reload of the 100,000-line token file under load, and memory.
+# Reload of the 100,000-line token file under load, and memory: the same 6 s load without,
+# then with two reloads, on the same server.
 start_server token
 echo "peak RSS with 100,000 tokens loaded: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$SERVER/status)"
+taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d6s --latency -s "$WORK/tokens.lua" "https://127.0.0.1:$PORT" >"$WORK/wrk-steady.out"
+grep -E "Requests/sec|99%" "$WORK/wrk-steady.out" | sed 's/^/without reloads: /'
 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d6s --latency -s "$WORK/tokens.lua" "https://127.0.0.1:$PORT" >"$WORK/wrk-reload.out" &
 WRK=$!
 sleep 2

@@ -19,6 +19,22 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+thread_local! {
+    static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Lets a long parse share the CPU: on the background reload thread it yields to the threads
+/// serving requests (call it every thousand rows or so); anywhere else it does nothing.
+///
+/// A reload competes with request handling for the same cores; on a busy server with one
+/// core, a 100 ms parse that never yields would hold requests for whole scheduler slices and
+/// show in their tail latency.
+pub fn cooperate() {
+    if BACKGROUND.get() {
+        std::thread::yield_now();
+    }
+}
+
 /// Turns a file's bytes into a value. Errors should name the file and line.
 pub trait Parse: Send + Sync + 'static {
     /// The parsed value.
@@ -231,6 +247,7 @@ impl<T: Send + Sync + 'static> Reloading<T> {
         std::thread::Builder::new()
             .name("kube-authn-reload".into())
             .spawn(move || {
+                BACKGROUND.set(true);
                 watch_loop(
                     &rx,
                     &options,
@@ -427,8 +444,10 @@ fn check<P: Parse>(
     let started = std::time::Instant::now();
     match parser.parse(path, &bytes) {
         Ok(parsed) => {
-            value.store(Arc::new(parsed));
+            let previous = value.swap(Arc::new(parsed));
+            // The time until the new value is in force (read, parse, swap).
             let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+            release_here(previous);
             let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
             status.reloads += 1;
             status.last_error = None;
@@ -438,6 +457,20 @@ fn check<P: Parse>(
         }
         Err(e) => refuse(shared, e.to_string()),
     }
+}
+
+/// Drops the replaced value on this (background) thread rather than on the request thread that
+/// happens to release the last reference: freeing (and wiping) a large table takes time.
+/// Readers hold the value only for a lookup, so this waits a few milliseconds at most; a value
+/// still held after 100 ms (a long-lived snapshot) is left to its holder.
+fn release_here<T>(previous: Arc<T>) {
+    for _ in 0..100 {
+        if Arc::strong_count(&previous) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(previous);
 }
 
 fn refuse(shared: &Shared, message: String) {
