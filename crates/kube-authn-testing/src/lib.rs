@@ -512,6 +512,26 @@ impl TestPki {
         Ok(())
     }
 
+    /// A client certificate (client-auth usage) signed by `signer`, whose subject is a common
+    /// name followed by a second common name encoded as a UniversalString: a name Go cannot
+    /// read as a string, which must make the certificate unusable (not fall back to the first).
+    pub fn issue_with_unreadable_cn(
+        &self,
+        name: &'static str,
+        signer: &Issued,
+        first_cn: &str,
+    ) -> Result<Issued, PkiError> {
+        let universal = rcgen::string::UniversalString::try_from("x")?;
+        let p = client_params(&[
+            cn(first_cn),
+            (
+                DnType::CustomDnType(CN_OID.to_vec()),
+                DnValue::UniversalString(universal),
+            ),
+        ]);
+        issue(name, p, Some(signer))
+    }
+
     /// A new client certificate signed by the client CA with the given subject and validity
     /// (at most two organizations), client-auth usage.
     pub fn issue_client(

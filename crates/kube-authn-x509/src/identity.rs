@@ -55,19 +55,32 @@ impl LeafInfo {
         };
         let identifier = Identifier::of(&cert).to_string();
         let subject = cert.subject();
+        // Go refuses a certificate with a name attribute it cannot read as a string; skipping
+        // the attribute instead would let an earlier CN stand in for it (allowed names).
+        let readable = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| {
+            directory_string(a.attr_value().tag(), a.attr_value().data)
+        };
+        let names_readable = subject.iter_common_name().all(|a| readable(a).is_some())
+            && subject.iter_organization().all(|a| readable(a).is_some());
+        if !names_readable {
+            return Self {
+                identifier,
+                common_name: String::new(),
+                user: Ok(None),
+                parsed: false,
+                not_after: None,
+            };
+        }
         let common_name = subject
             .iter_common_name()
-            .filter_map(|a| directory_string(a.attr_value().tag(), a.attr_value().data))
+            .filter_map(&readable)
             .last()
             .unwrap_or_default();
         let user = if common_name.is_empty() {
             Ok(None)
         } else {
             uid(subject).map(|uid| {
-                let groups = subject
-                    .iter_organization()
-                    .filter_map(|a| directory_string(a.attr_value().tag(), a.attr_value().data))
-                    .collect();
+                let groups = subject.iter_organization().filter_map(&readable).collect();
                 let mut extra = BTreeMap::new();
                 extra.insert(CREDENTIAL_ID_KEY.to_owned(), vec![credential_id(der)]);
                 Some(UserInfo {
@@ -209,8 +222,21 @@ fn colon_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     Ok(())
 }
 
-/// A DER INTEGER (two's complement, big endian) in decimal, as Go's `big.Int.String()`.
+/// Serial numbers longer than this (RFC 5280 allows 20 octets) are not converted to decimal:
+/// the conversion is quadratic and a client chooses its own certificate before any check.
+const MAX_DECIMAL_SERIAL: usize = 32;
+
+/// A DER INTEGER (two's complement, big endian) in decimal, as Go's `big.Int.String()`; an
+/// oversized one as `0x<hex>` (truncated), since the client controls it.
 fn decimal(twos_complement: &[u8]) -> String {
+    if twos_complement.len() > MAX_DECIMAL_SERIAL {
+        let hex: String = twos_complement
+            .iter()
+            .take(MAX_DECIMAL_SERIAL)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        return format!("0x{hex}...({} octets)", twos_complement.len());
+    }
     let negative = twos_complement.first().is_some_and(|b| b & 0x80 != 0);
     let mut magnitude: Vec<u8> = if negative {
         // Negate: invert and add one.
@@ -335,6 +361,18 @@ mod tests {
         assert_eq!(decimal(&[0xff]), "-1");
         assert_eq!(decimal(&[0x80]), "-128");
         assert_eq!(decimal(&[0xff, 0x00]), "-256");
+    }
+
+    #[test]
+    fn oversized_serials_are_not_converted() {
+        let huge = vec![0x7f; 60_000];
+        let start = std::time::Instant::now();
+        let s = decimal(&huge);
+        assert!(s.starts_with("0x7f7f"), "{s}");
+        assert!(s.ends_with("(60000 octets)"), "{s}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(decimal(&[0x01]), "1");
+        assert_eq!(decimal(&[0xff]), "-1");
     }
 
     #[test]

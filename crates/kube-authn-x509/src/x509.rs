@@ -215,6 +215,17 @@ mod tests {
     /// cases and the custom user conversions have no equivalent (the UID gate is on, as in
     /// Kubernetes 1.33, and the conversion is fixed).
     #[test]
+    fn an_unreadable_common_name_makes_the_certificate_unusable() {
+        let pki = TestPki::shared();
+        let odd = pki
+            .issue_with_unreadable_cn("odd-cn", &pki.client_ca, "jbeda")
+            .unwrap();
+        let auth = X509Authenticator::new(bundle(&[&pki.client_ca]));
+        let err = run(&auth, Some(odd.chain())).unwrap_err();
+        assert!(err.to_string().contains("malformed certificate"), "{err}");
+    }
+
+    #[test]
     fn test_x509() {
         let pki = TestPki::shared();
         let default = bundle(&[&pki.client_ca]);

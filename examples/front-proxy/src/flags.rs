@@ -45,6 +45,15 @@ pub(crate) struct Flags {
     /// the upstream).
     #[arg(long, required = true)]
     pub(crate) upstream_ca_file: PathBuf,
+    /// Headers the upstream trusts for identity besides the standard X-Remote-* ones (its
+    /// non-standard --requestheader-username/uid/group-headers): removed from every client
+    /// request, so no client can speak for itself through this proxy (not a kube-apiserver flag).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) strip_request_headers: Vec<String>,
+    /// Header prefixes the upstream trusts for extra values besides X-Remote-Extra- (its
+    /// --requestheader-extra-headers-prefix): removed from every client request.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) strip_request_header_prefixes: Vec<String>,
     /// Client certificate the proxy presents to the upstream: it must verify against the
     /// upstream's --requestheader-client-ca-file (and have a common name in its
     /// --requestheader-allowed-names).

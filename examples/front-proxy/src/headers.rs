@@ -71,6 +71,40 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// Identity headers the upstream trusts besides `X-Remote-*`: never forwarded from a client.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Strip {
+    names: Vec<HeaderName>,
+    prefixes: Vec<String>,
+}
+
+impl Strip {
+    /// From the flags; a name that is not a valid header name is refused.
+    pub(crate) fn new(names: &[String], prefixes: &[String]) -> Result<Self, String> {
+        let names = names
+            .iter()
+            .map(|n| {
+                HeaderName::from_bytes(n.trim().as_bytes())
+                    .map_err(|_| format!("--strip-request-headers: invalid header name {n:?}"))
+            })
+            .collect::<Result<_, _>>()?;
+        let prefixes = prefixes
+            .iter()
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect();
+        Ok(Self { names, prefixes })
+    }
+
+    fn matches(&self, name: &HeaderName) -> bool {
+        self.names.contains(name)
+            || self
+                .prefixes
+                .iter()
+                .any(|p| name.as_str().starts_with(p.as_str()))
+    }
+}
+
 /// The headers to send upstream for a request of `user` from `peer`: the client's end-to-end
 /// headers minus `Host` (the upstream's is set by the client library), `Authorization` (the
 /// credential was for the proxy) and every `X-Remote-*` header (a client never speaks for
@@ -79,13 +113,14 @@ pub(crate) fn upstream_request_headers(
     incoming: &HeaderMap,
     user: &UserInfo,
     peer: Option<SocketAddr>,
+    strip: &Strip,
 ) -> Result<HeaderMap, UnrepresentableIdentity> {
     let mut headers = end_to_end(incoming);
     headers.remove(header::HOST);
     headers.remove(header::AUTHORIZATION);
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with(REMOTE_PREFIX))
+        .filter(|name| name.as_str().starts_with(REMOTE_PREFIX) || strip.matches(name))
         .cloned()
         .collect();
     for name in spoofed {
@@ -273,7 +308,8 @@ mod tests {
         user.extra
             .insert("example.com/team".into(), vec!["blue".into()]);
         let peer: SocketAddr = "192.0.2.7:51000".parse().unwrap();
-        let out = upstream_request_headers(&incoming, &user, Some(peer)).unwrap();
+        let out =
+            upstream_request_headers(&incoming, &user, Some(peer), &Strip::default()).unwrap();
 
         let all = |name: &str| -> Vec<&str> {
             out.get_all(name)
@@ -322,10 +358,35 @@ mod tests {
 
     #[test]
     fn no_uid_header_for_a_user_without_uid() {
-        let out = upstream_request_headers(&HeaderMap::new(), &UserInfo::new("bob"), None).unwrap();
+        let out = upstream_request_headers(
+            &HeaderMap::new(),
+            &UserInfo::new("bob"),
+            None,
+            &Strip::default(),
+        )
+        .unwrap();
         assert!(out.get("x-remote-uid").is_none());
         assert!(out.get("x-forwarded-for").is_none());
         assert_eq!(out.get("x-remote-user").unwrap(), "bob");
+    }
+
+    #[test]
+    fn non_standard_identity_headers_of_the_upstream_are_stripped_too() {
+        let mut incoming = HeaderMap::new();
+        incoming.insert("x-groups", HeaderValue::from_static("system:masters"));
+        incoming.insert("x-my-extra-scopes", HeaderValue::from_static("all"));
+        incoming.insert("accept", HeaderValue::from_static("*/*"));
+        let strip = Strip::new(&["X-Groups".to_owned()], &["X-My-Extra-".to_owned()]).unwrap();
+        let out = upstream_request_headers(&incoming, &UserInfo::new("bob"), None, &strip).unwrap();
+        assert!(out.get("x-groups").is_none());
+        assert!(out.get("x-my-extra-scopes").is_none());
+        assert_eq!(out["accept"], "*/*");
+        // without the flags they would pass
+        let out =
+            upstream_request_headers(&incoming, &UserInfo::new("bob"), None, &Strip::default())
+                .unwrap();
+        assert_eq!(out["x-groups"], "system:masters");
+        assert!(Strip::new(&["bad header".to_owned()], &[]).is_err());
     }
 
     #[test]
@@ -334,6 +395,7 @@ mod tests {
             &HeaderMap::new(),
             &UserInfo::new("eve\r\nx-remote-group: system:masters"),
             None,
+            &Strip::default(),
         )
         .unwrap_err();
         assert!(err.to_string().contains("name"), "{err}");

@@ -123,6 +123,10 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         builder = builder.client_ca_file(path);
     }
     let authn: AuthnLayer = builder.build()?;
+    let strip = headers::Strip::new(
+        &flags.strip_request_headers,
+        &flags.strip_request_header_prefixes,
+    )?;
 
     let client = proxy::upstream_client(
         &flags.upstream_ca_file,
@@ -141,7 +145,7 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
 
     let app = Router::new()
         .fallback(proxy::forward)
-        .with_state(proxy::Proxy::new(client, &flags.upstream))
+        .with_state(proxy::Proxy::new(client, &flags.upstream, strip))
         .layer(authn);
 
     let addr = SocketAddr::new(flags.bind_address, flags.secure_port);

@@ -21,13 +21,20 @@ pub(crate) struct Proxy {
     client: reqwest::Client,
     /// The upstream URL without its trailing `/`; the request's path and query follow it.
     base: Arc<str>,
+    /// Identity headers the upstream trusts besides `X-Remote-*`.
+    strip: Arc<headers::Strip>,
 }
 
 impl Proxy {
-    pub(crate) fn new(client: reqwest::Client, upstream: &reqwest::Url) -> Self {
+    pub(crate) fn new(
+        client: reqwest::Client,
+        upstream: &reqwest::Url,
+        strip: headers::Strip,
+    ) -> Self {
         Self {
             client,
             base: upstream.as_str().trim_end_matches('/').into(),
+            strip: Arc::new(strip),
         }
     }
 }
@@ -114,17 +121,18 @@ pub(crate) async fn forward(State(proxy): State<Proxy>, request: Request) -> Res
         }
     };
     let peer = parts.extensions.get::<SocketAddr>().copied();
-    let upstream_headers = match headers::upstream_request_headers(&parts.headers, user, peer) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::warn!(user = ?user.username, error = %e, "cannot forward");
-            return status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                &e.to_string(),
-            );
-        }
-    };
+    let upstream_headers =
+        match headers::upstream_request_headers(&parts.headers, user, peer, &proxy.strip) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(user = ?user.username, error = %e, "cannot forward");
+                return status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    &e.to_string(),
+                );
+            }
+        };
     tracing::debug!(
         method = %parts.method,
         path = %parts.uri.path(),

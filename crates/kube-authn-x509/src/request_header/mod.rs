@@ -131,6 +131,9 @@ impl RequestHeaderAuthenticator {
             );
             return Err(AuthnError::invalid(reason.to_string()));
         }
+        if !info.parsed {
+            return Err(AuthnError::invalid("x509: malformed certificate"));
+        }
         let allowed = &self.config.allowed_names;
         if !allowed.is_empty() && !allowed.contains(&info.common_name) {
             return Err(AuthnError::invalid(format!(

@@ -474,6 +474,19 @@ fn spoofed_headers_are_removed() {
             Some(pki.expired.chain()),
             Some("x509: certificate"),
         ),
+        (
+            "an allowed CN followed by an unreadable CN",
+            Some(
+                pki.issue_with_unreadable_cn(
+                    "odd-proxy",
+                    &pki.front_proxy_ca,
+                    "front-proxy-client",
+                )
+                .unwrap()
+                .chain(),
+            ),
+            Some("x509: malformed certificate"),
+        ),
     ];
     for (name, chain, error) in cases {
         let (result, left) = run(&auth, chain, spoof());
@@ -491,7 +504,7 @@ fn spoofed_headers_are_removed() {
     want.extra.insert("scopes".into(), vec!["all".into()]);
     assert_eq!(result.unwrap().unwrap().user, want);
     assert_eq!(names(&left), ["accept"]);
-    assert_eq!(auth.verifications(), 4, "one verification per connection");
+    assert_eq!(auth.verifications(), 5, "one verification per connection");
 }
 
 struct Panda;
