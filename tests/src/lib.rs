@@ -70,6 +70,92 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A started binary that printed `Serving securely on ...`, with its stderr collected.
+struct Spawned {
+    child: Child,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// Starts `bin` with `--secure-port=<free port>` and `args(port)` and waits until it prints
+/// `Serving securely on`; retries on a port race, panics with its log otherwise.
+fn spawn_serving(bin: &str, rust_log: &str, args: impl Fn() -> Vec<String>) -> Spawned {
+    for attempt in 0..5 {
+        let port = free_port();
+        let mut child = Command::new(binary(bin))
+            .arg(format!("--secure-port={port}"))
+            .args(args())
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err_pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.starts_with("Serving securely on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(()) => {
+                return Spawned {
+                    child,
+                    port,
+                    stderr,
+                };
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = stderr.lock().unwrap().clone();
+                if log.contains("Address already in use") && attempt < 4 {
+                    continue;
+                }
+                panic!("{bin} did not start:\n{log}");
+            }
+        }
+    }
+    unreachable!()
+}
+
+/// Runs `bin` with `--secure-port=<free port>` and `args` until it exits (for refusals): its
+/// exit status and stderr.
+fn run_until_exit(bin: &str, args: &[String]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(binary(bin))
+        .arg(format!("--secure-port={}", free_port()))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status, err);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("{bin} did not exit with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A running `mini-apiserver`; killed on drop.
 pub struct Server {
     child: Child,
@@ -87,84 +173,29 @@ impl Server {
 
     /// Same, with files already written into `dir` (args may name them).
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Server {
-        for attempt in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(binary("mini-apiserver"))
-                .arg(format!("--secure-port={port}"))
-                .arg(format!("--cert-dir={}", dir.path().join("certs").display()))
-                .arg("--log-line-interval-ms=100")
-                .args(args)
-                .env("RUST_LOG", "info,kube_authn=debug")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let stderr = Arc::new(Mutex::new(String::new()));
-            let err_pipe = child.stderr.take().unwrap();
-            let sink = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
-                    let mut s = sink.lock().unwrap();
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
-            let out = child.stdout.take().unwrap();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if line.starts_with("Serving securely on") {
-                        let _ = tx.send(());
-                    }
-                }
-            });
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(()) => {
-                    return Server {
-                        child,
-                        port,
-                        dir,
-                        stderr,
-                    };
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let log = stderr.lock().unwrap().clone();
-                    if log.contains("Address already in use") && attempt < 4 {
-                        continue;
-                    }
-                    panic!("mini-apiserver did not start:\n{log}");
-                }
-            }
+        let certs = dir.path().join("certs");
+        let spawned = spawn_serving("mini-apiserver", "info,kube_authn=debug", || {
+            let mut all = vec![
+                format!("--cert-dir={}", certs.display()),
+                "--log-line-interval-ms=100".to_owned(),
+            ];
+            all.extend(args.iter().map(|a| (*a).to_owned()));
+            all
+        });
+        Server {
+            child: spawned.child,
+            port: spawned.port,
+            dir,
+            stderr: spawned.stderr,
         }
-        unreachable!()
     }
 
     /// Runs the server with `args` and returns its exit status and stderr (for refusals).
     pub fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(binary("mini-apiserver"))
-            .arg(format!("--secure-port={}", free_port()))
-            .arg(format!("--cert-dir={}", dir.path().display()))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-                return (status, err);
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                let _ = child.kill();
-                panic!("mini-apiserver did not exit with {args:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut all = vec![format!("--cert-dir={}", dir.path().display())];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        run_until_exit("mini-apiserver", &all)
     }
 
     pub fn url(&self) -> String {
@@ -332,79 +363,22 @@ pub struct FrontProxy {
 impl FrontProxy {
     /// Starts the proxy with `args` (plus `--secure-port`) and waits until it serves.
     pub fn start(args: &[&str]) -> FrontProxy {
-        for attempt in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(binary("front-proxy"))
-                .arg(format!("--secure-port={port}"))
-                .args(args)
-                .env("RUST_LOG", "info,front_proxy=debug,kube_authn=debug")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let stderr = Arc::new(Mutex::new(String::new()));
-            let err_pipe = child.stderr.take().unwrap();
-            let sink = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
-                    let mut s = sink.lock().unwrap();
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
-            let out = child.stdout.take().unwrap();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if line.starts_with("Serving securely on") {
-                        let _ = tx.send(());
-                    }
-                }
-            });
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(()) => {
-                    return FrontProxy {
-                        child,
-                        port,
-                        stderr,
-                    };
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let log = stderr.lock().unwrap().clone();
-                    if log.contains("Address already in use") && attempt < 4 {
-                        continue;
-                    }
-                    panic!("front-proxy did not start:\n{log}");
-                }
-            }
+        let spawned = spawn_serving(
+            "front-proxy",
+            "info,front_proxy=debug,kube_authn=debug",
+            || args.iter().map(|a| (*a).to_owned()).collect(),
+        );
+        FrontProxy {
+            child: spawned.child,
+            port: spawned.port,
+            stderr: spawned.stderr,
         }
-        unreachable!()
     }
 
     /// Runs the proxy with `args` and returns its exit status and stderr (for refusals).
     pub fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
-        let mut child = Command::new(binary("front-proxy"))
-            .arg(format!("--secure-port={}", free_port()))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-                return (status, err);
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                let _ = child.kill();
-                panic!("front-proxy did not exit with {args:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        run_until_exit("front-proxy", &all)
     }
 
     pub fn url(&self) -> String {
