@@ -2,6 +2,7 @@
 //! for extended key usage, and the per-request validity check.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustls_pki_types::{CertificateDer, UnixTime};
@@ -11,7 +12,7 @@ use webpki::{
 };
 
 use crate::peer::{MemoKey, PeerCertificates};
-use crate::pool::CaPool;
+use crate::pool::{CaBundle, CaPool};
 
 const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
@@ -263,6 +264,54 @@ pub(crate) fn verify_chain(
 
 /// Verifies the connection's chain against `pool` once per pool generation and usage, then
 /// checks the chain's dates against `now` (every request).
+/// A source of the current time (tests move it).
+pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
+
+pub(crate) fn system_clock() -> Clock {
+    Arc::new(UnixTime::now)
+}
+
+/// What both certificate authenticators share: their own CA bundle, the usage the chain must
+/// allow, the clock and the count of chain verifications (shared by clones).
+#[derive(Clone)]
+pub(crate) struct ChainPolicy {
+    pub(crate) ca: CaBundle,
+    pub(crate) usage: RequiredUsage,
+    pub(crate) clock: Clock,
+    verifications: Arc<AtomicU64>,
+}
+
+impl ChainPolicy {
+    pub(crate) fn new(ca: CaBundle) -> Self {
+        Self {
+            ca,
+            usage: RequiredUsage::ClientAuth,
+            clock: system_clock(),
+            verifications: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub(crate) fn now(&self) -> UnixTime {
+        (self.clock)()
+    }
+
+    /// Verifies the connection's chain against the current pool at `now` (memoized per
+    /// connection and CA generation; dates checked every time).
+    pub(crate) fn check(&self, peers: &PeerCertificates, now: UnixTime) -> Result<(), Reason> {
+        check_peer(
+            peers,
+            &self.ca.guard(),
+            self.usage,
+            now,
+            &self.verifications,
+        )
+    }
+
+    pub(crate) fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+}
+
 pub(crate) fn check_peer(
     peers: &PeerCertificates,
     pool: &CaPool,

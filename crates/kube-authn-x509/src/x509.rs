@@ -2,26 +2,17 @@
 //! `pkg/authentication/request/x509`).
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::request::Parts;
 use kube_authn_core::{
     AuthenticateRequest, Authenticated, AuthnError, AuthnFuture, AuthnResult, RequestHead,
     RequestOutcome,
 };
-use rustls_pki_types::UnixTime;
 
 use crate::peer::PeerCertificates;
 use crate::pool::CaBundle;
-use crate::verify::{RequiredUsage, check_peer};
-
-/// A source of the current time (tests move it).
-pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
-
-pub(crate) fn system_clock() -> Clock {
-    Arc::new(UnixTime::now)
-}
+pub use crate::verify::Clock;
+use crate::verify::{ChainPolicy, RequiredUsage};
 
 /// Authenticates requests by the client certificate of their connection.
 ///
@@ -53,10 +44,7 @@ pub(crate) fn system_clock() -> Clock {
 /// as in Go, the trust anchor's own validity dates are checked.
 #[derive(Clone)]
 pub struct X509Authenticator {
-    ca: CaBundle,
-    usage: RequiredUsage,
-    clock: Clock,
-    verifications: Arc<AtomicU64>,
+    policy: ChainPolicy,
     /// `apiserver_client_certificate_expiration_seconds` (notAfter − now of each presented
     /// leaf); taken from the `metrics` recorder installed when the authenticator is built.
     expiration: metrics::Histogram,
@@ -66,10 +54,7 @@ impl X509Authenticator {
     /// An authenticator trusting `ca` (requires the client-auth usage).
     pub fn new(ca: CaBundle) -> Self {
         Self {
-            ca,
-            usage: RequiredUsage::ClientAuth,
-            clock: system_clock(),
-            verifications: Arc::new(AtomicU64::new(0)),
+            policy: ChainPolicy::new(ca),
             expiration: metrics::histogram!("apiserver_client_certificate_expiration_seconds"),
         }
     }
@@ -77,26 +62,26 @@ impl X509Authenticator {
     /// The extended key usage the chain must allow (default [`RequiredUsage::ClientAuth`]).
     #[must_use]
     pub fn required_usage(mut self, usage: RequiredUsage) -> Self {
-        self.usage = usage;
+        self.policy.usage = usage;
         self
     }
 
     /// The clock validity dates are checked against (default: the system clock).
     #[must_use]
     pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
+        self.policy.clock = clock;
         self
     }
 
     /// The CA bundle.
     pub fn ca(&self) -> &CaBundle {
-        &self.ca
+        &self.policy.ca
     }
 
     /// How many chain verifications this authenticator (and its clones) performed so far: one
     /// per connection and CA generation, however many requests the connection carries.
     pub fn verifications(&self) -> u64 {
-        self.verifications.load(Ordering::Relaxed)
+        self.policy.verifications()
     }
 
     fn authenticate(&self, parts: &Parts) -> AuthnResult {
@@ -106,15 +91,14 @@ impl X509Authenticator {
         let Some(info) = peers.leaf_info() else {
             return Ok(None);
         };
-        let pool = self.ca.guard();
-        let now = (self.clock)();
+        let now = self.policy.now();
         // Kubernetes observes how long the presented certificate remains valid, per request.
         if let Some(not_after) = info.not_after {
             let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
             self.expiration
                 .record(not_after.saturating_sub(secs) as f64);
         }
-        if let Err(reason) = check_peer(peers, &pool, self.usage, now, &self.verifications) {
+        if let Err(reason) = self.policy.check(peers, now) {
             tracing::debug!(
                 target: "kube_authn::x509",
                 certificate = %info.identifier,
@@ -154,8 +138,8 @@ impl AuthenticateRequest for X509Authenticator {
 impl fmt::Debug for X509Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("X509Authenticator")
-            .field("ca", &self.ca)
-            .field("usage", &self.usage)
+            .field("ca", &self.policy.ca)
+            .field("usage", &self.policy.usage)
             .field("verifications", &self.verifications())
             .finish_non_exhaustive()
     }
@@ -164,6 +148,9 @@ impl fmt::Debug for X509Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::UnixTime;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
 
     /// 1990-01-01: UnixTime cannot go 100 years back from now as upstream's "future cert"
     /// does; any time before the certificates' 2020 notBefore is equivalent.
@@ -456,10 +443,8 @@ mod tests {
         assert_eq!(auth.verifications(), 2);
 
         // A new CA generation (same content, new parse) is verified again, once.
-        let reloaded = X509Authenticator {
-            ca: bundle(&[&pki.client_ca]),
-            ..auth.clone()
-        };
+        let mut reloaded = auth.clone();
+        reloaded.policy.ca = bundle(&[&pki.client_ca]);
         for _ in 0..10 {
             run_with(&reloaded, &conn).unwrap();
         }

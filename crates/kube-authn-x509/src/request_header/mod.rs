@@ -16,7 +16,6 @@ mod extract;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::request::Parts;
 use kube_authn_core::{
@@ -32,8 +31,7 @@ pub use config::{
 
 use crate::peer::PeerCertificates;
 use crate::pool::CaBundle;
-use crate::verify::{RequiredUsage, check_peer};
-use crate::x509::{Clock, system_clock};
+use crate::verify::{ChainPolicy, Clock, RequiredUsage};
 
 /// Authenticates requests forwarded by an authenticating proxy (front proxy, API
 /// aggregation): the user comes from headers, trusted because the connection proved the
@@ -56,11 +54,8 @@ use crate::x509::{Clock, system_clock};
 /// Header values that are not UTF-8 are ignored.
 #[derive(Clone)]
 pub struct RequestHeaderAuthenticator {
-    ca: CaBundle,
+    policy: ChainPolicy,
     config: Arc<Compiled>,
-    usage: RequiredUsage,
-    clock: Clock,
-    verifications: Arc<AtomicU64>,
 }
 
 impl RequestHeaderAuthenticator {
@@ -79,11 +74,8 @@ impl RequestHeaderAuthenticator {
             tracing::warn!(target: "kube_authn::requestheader", %warning, "request-header configuration");
         }
         Ok(Self {
-            ca,
+            policy: ChainPolicy::new(ca),
             config: Arc::new(compiled),
-            usage: RequiredUsage::ClientAuth,
-            clock: system_clock(),
-            verifications: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -91,25 +83,25 @@ impl RequestHeaderAuthenticator {
     /// [`RequiredUsage::ClientAuth`]).
     #[must_use]
     pub fn required_usage(mut self, usage: RequiredUsage) -> Self {
-        self.usage = usage;
+        self.policy.usage = usage;
         self
     }
 
     /// The clock validity dates are checked against (default: the system clock).
     #[must_use]
     pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
+        self.policy.clock = clock;
         self
     }
 
     /// The request-header CA bundle.
     pub fn ca(&self) -> &CaBundle {
-        &self.ca
+        &self.policy.ca
     }
 
     /// How many chain verifications were performed (one per connection and CA generation).
     pub fn verifications(&self) -> u64 {
-        self.verifications.load(Ordering::Relaxed)
+        self.policy.verifications()
     }
 
     /// Whether the connection proved a proxy certificate: `Ok(false)` without a certificate.
@@ -120,9 +112,8 @@ impl RequestHeaderAuthenticator {
         let Some(info) = peers.leaf_info() else {
             return Ok(false);
         };
-        let pool = self.ca.guard();
-        let now = (self.clock)();
-        if let Err(reason) = check_peer(peers, &pool, self.usage, now, &self.verifications) {
+        let now = self.policy.now();
+        if let Err(reason) = self.policy.check(peers, now) {
             tracing::debug!(
                 target: "kube_authn::requestheader",
                 certificate = %info.identifier,
@@ -172,9 +163,9 @@ impl AuthenticateRequest for RequestHeaderAuthenticator {
 impl fmt::Debug for RequestHeaderAuthenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestHeaderAuthenticator")
-            .field("ca", &self.ca)
+            .field("ca", &self.policy.ca)
             .field("config", &self.config)
-            .field("usage", &self.usage)
+            .field("usage", &self.policy.usage)
             .finish_non_exhaustive()
     }
 }
