@@ -216,7 +216,10 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         metrics: Arc::new(metrics),
         server_address: local.to_string(),
     };
-    let app = api::router(state).layer(axum::middleware::from_fn(policy::default_policy));
+    let app = api::router(state).layer(axum::middleware::from_fn_with_state(
+        policy::AuthenticationDisabled(flags.disable_authentication),
+        policy::default_policy,
+    ));
 
     let host = match local.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
@@ -250,7 +253,6 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
     println!("Serving securely on {local}");
     if flags.disable_authentication {
         eprintln!("Authentication is disabled (--disable-authentication)");
-        let app = app.layer(axum::Extension(policy::AuthenticationDisabled));
         kube_authn::x509::serve(listener, tls_config, app).await?;
     } else {
         // One authentication service around the whole router (rather than `Router::layer`,

@@ -141,24 +141,75 @@ fn log_rejection(parts: &Parts, error: &AuthnError) {
     tracing::debug!(target: "kube_authn::rejected", method = %parts.method, path = parts.uri.path(), kind = ?error.kind(), strategies = ?strategies, error = %error, "unable to authenticate the request");
 }
 
-/// Removes what Kubernetes' authentication filter removes after any successful authentication.
+/// Removes what Kubernetes' authentication filter removes after any successful authentication:
+/// `Authorization` and the standard front-proxy headers. One pass over the names decides what is
+/// there, so the usual request (no such header left) costs no hash lookups.
 fn strip_credentials(parts: &mut Parts) {
+    const REMOTE_PREFIX: &[u8] = b"x-remote-";
     let headers = &mut parts.headers;
-    headers.remove(http::header::AUTHORIZATION);
+    let (mut authorization, mut remote) = (false, false);
+    for name in headers.keys() {
+        if *name == http::header::AUTHORIZATION {
+            authorization = true;
+        } else if name.as_str().as_bytes().starts_with(REMOTE_PREFIX) {
+            remote = true;
+        }
+    }
+    if authorization {
+        headers.remove(http::header::AUTHORIZATION);
+    }
+    if !remote {
+        return;
+    }
     for name in &STRIPPED {
         headers.remove(name);
     }
-    if headers
+    let extra: Vec<HeaderName> = headers
         .keys()
-        .any(|k| k.as_str().as_bytes().starts_with(EXTRA_PREFIX))
-    {
-        let extra: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().as_bytes().starts_with(EXTRA_PREFIX))
-            .cloned()
-            .collect();
-        for name in extra {
-            headers.remove(name);
+        .filter(|k| k.as_str().as_bytes().starts_with(EXTRA_PREFIX))
+        .cloned()
+        .collect();
+    for name in extra {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(headers: &[(&str, &str)]) -> Parts {
+        let mut builder = http::Request::builder();
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
         }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn strip_credentials_removes_authorization_and_every_front_proxy_header() {
+        let mut parts = head(&[
+            ("Authorization", "Bearer a"),
+            ("Authorization", "Bearer b"),
+            ("X-Remote-User", "admin"),
+            ("X-Remote-Uid", "1"),
+            ("X-Remote-Group", "g1"),
+            ("X-Remote-Group", "g2"),
+            ("X-Remote-Extra-Scopes", "all"),
+            ("X-Remote-Extra-Acme.com%2Fproject", "p"),
+            ("X-Remote-Other", "kept: not a front-proxy header"),
+            ("Accept", "application/json"),
+        ]);
+        strip_credentials(&mut parts);
+        let mut left: Vec<&str> = parts.headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-remote-other"]);
+    }
+
+    #[test]
+    fn strip_credentials_leaves_other_requests_alone() {
+        let mut parts = head(&[("Accept", "*/*"), ("User-Agent", "kubectl")]);
+        strip_credentials(&mut parts);
+        assert_eq!(parts.headers.len(), 2);
     }
 }
