@@ -532,6 +532,21 @@ impl TestPki {
         issue(name, p, Some(signer))
     }
 
+    /// A CA whose own certificate restricts its extended key usage to server authentication,
+    /// and a client-auth certificate (CN `eku-client`) it signed. Go refuses the client
+    /// certificate: every certificate of a chain, the root included, must allow the usage.
+    pub fn server_only_ca_with_client(&self) -> Result<(Issued, Issued), PkiError> {
+        let mut p = ca_params("server-only-ca");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let ca = issue("server-only-ca", p, None)?;
+        let client = issue(
+            "server-only-ca-client",
+            client_params(&[cn("eku-client")]),
+            Some(&ca),
+        )?;
+        Ok((ca, client))
+    }
+
     /// A new client certificate signed by the client CA with the given subject and validity
     /// (at most two organizations), client-auth usage.
     pub fn issue_client(

@@ -167,6 +167,47 @@ pub(crate) fn validity_of(der: &[u8]) -> Option<Validity> {
     })
 }
 
+/// The extended key usages a certificate allows, as Go's chain check reads them: a certificate
+/// without the extension allows every usage, as does `anyExtendedKeyUsage`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Usages {
+    restricted: bool,
+    any: bool,
+    client_auth: bool,
+    server_auth: bool,
+}
+
+impl Usages {
+    /// The usages of `der`; `None` when the certificate or its extension does not parse.
+    pub(crate) fn of(der: &[u8]) -> Option<Self> {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        Some(match cert.extended_key_usage().ok()? {
+            None => Self {
+                restricted: false,
+                any: true,
+                client_auth: true,
+                server_auth: true,
+            },
+            Some(ext) => Self {
+                restricted: true,
+                any: ext.value.any,
+                client_auth: ext.value.client_auth,
+                server_auth: ext.value.server_auth,
+            },
+        })
+    }
+
+    /// Whether `usage` is allowed.
+    pub(crate) fn allows(self, usage: crate::RequiredUsage) -> bool {
+        !self.restricted
+            || self.any
+            || match usage {
+                crate::RequiredUsage::ClientAuth => self.client_auth,
+                crate::RequiredUsage::ServerAuth => self.server_auth,
+            }
+    }
+}
+
 /// Kubernetes' `certificateIdentifier`: serial number in decimal and the key identifiers in
 /// upper-case colon-separated hex.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! per-connection memo of verification results.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
 use rustls_pki_types::CertificateDer;
@@ -35,6 +35,9 @@ struct Inner {
     chain: Vec<CertificateDer<'static>>,
     leaf: OnceLock<Arc<LeafInfo>>,
     memo: ArcSwap<Vec<MemoEntry>>,
+    /// Held while a missing result is computed, so that concurrent requests of one connection
+    /// (HTTP/2 streams) verify a chain once, not once each.
+    verifying: Mutex<()>,
 }
 
 #[derive(Clone)]
@@ -58,6 +61,7 @@ impl PeerCertificates {
                 chain,
                 leaf: OnceLock::new(),
                 memo: ArcSwap::from_pointee(Vec::new()),
+                verifying: Mutex::new(()),
             }),
         }
     }
@@ -97,14 +101,33 @@ impl PeerCertificates {
         )
     }
 
-    /// The memoized result for `key`, or `verify()` stored (when `cacheable`) and returned.
+    /// The memoized result for `key`, or `verify()` stored (when cacheable) and returned.
+    /// Concurrent misses on one connection run `verify` once; the others wait for it (one
+    /// chain verification, well under a millisecond).
     pub(crate) fn memoized(
         &self,
         key: MemoKey,
         verify: impl FnOnce() -> ChainResult,
     ) -> Arc<ChainResult> {
-        if let Some(hit) = self.inner.memo.load().iter().find(|e| e.key == key) {
-            return Arc::clone(&hit.result);
+        let hit = || {
+            self.inner
+                .memo
+                .load()
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| Arc::clone(&e.result))
+        };
+        if let Some(result) = hit() {
+            return result;
+        }
+        // Single flight: whoever comes second waits for the first verification and uses it.
+        let _verifying = self
+            .inner
+            .verifying
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(result) = hit() {
+            return result;
         }
         let result = Arc::new(verify());
         if result.is_cacheable() {
@@ -181,5 +204,33 @@ mod tests {
         }
         assert_eq!(calls, 20);
         assert_eq!(peers.inner.memo.load().len(), MEMO_CAPACITY);
+    }
+
+    #[test]
+    fn concurrent_misses_verify_once() {
+        use crate::verify::{ChainResult, Validity};
+        use std::sync::Barrier;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let peers = PeerCertificates::new(vec![CertificateDer::from(vec![1])]);
+        let calls = AtomicUsize::new(0);
+        let start = Barrier::new(8);
+        let key = MemoKey {
+            generation: 1,
+            usage: 0,
+        };
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    start.wait();
+                    peers.memoized(key, || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        // Long enough for every other thread to miss the memo meanwhile.
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        ChainResult::Verified(Validity::ALWAYS)
+                    });
+                });
+            }
+        });
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -10,6 +10,7 @@ use rustls::DistinguishedName;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, TrustAnchor};
 
+use crate::identity::Usages;
 use crate::verify::Validity;
 
 /// Every successfully parsed pool gets a new generation, so per-connection verification
@@ -70,6 +71,17 @@ pub enum CaBundleError {
         /// The position of the certificate in the file (1-based).
         index: usize,
     },
+    /// A certificate's extended key usage extension does not parse.
+    #[error(
+        "error loading CA bundle for \"{}\": certificate {index}: malformed extended key usage",
+        path.display()
+    )]
+    InvalidUsages {
+        /// The file.
+        path: PathBuf,
+        /// The position of the certificate in the file (1-based).
+        index: usize,
+    },
 }
 
 /// A parsed set of trusted CA certificates, immutable. Cheap to share behind an `Arc`.
@@ -77,6 +89,9 @@ pub struct CaPool {
     certificates: Vec<CertificateDer<'static>>,
     anchors: Vec<TrustAnchor<'static>>,
     validity: Vec<Validity>,
+    /// The extended key usages of each anchor's own certificate: Go checks them along the
+    /// whole chain, the root included; webpki's trust anchors do not keep them.
+    usages: Vec<Usages>,
     subjects: Vec<DistinguishedName>,
     generation: u64,
 }
@@ -114,6 +129,7 @@ impl CaPool {
         let mut anchors = Vec::with_capacity(certificates.len());
         let mut validity = Vec::with_capacity(certificates.len());
         let mut subjects = Vec::with_capacity(certificates.len());
+        let mut usages = Vec::with_capacity(certificates.len());
         for (i, cert) in certificates.iter().enumerate() {
             let anchor = webpki::anchor_from_trusted_cert(cert)
                 .map_err(|source| CaBundleError::InvalidCertificate {
@@ -128,14 +144,20 @@ impl CaPool {
                     index: i + 1,
                 }
             })?;
+            let u = Usages::of(cert).ok_or_else(|| CaBundleError::InvalidUsages {
+                path: path.to_owned(),
+                index: i + 1,
+            })?;
             subjects.push(DistinguishedName::in_sequence(anchor.subject.as_ref()));
             anchors.push(anchor);
             validity.push(v);
+            usages.push(u);
         }
         Ok(Self {
             certificates,
             anchors,
             validity,
+            usages,
             subjects,
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
         })
@@ -172,6 +194,10 @@ impl CaPool {
 
     pub(crate) fn anchor_validity(&self, index: usize) -> Option<Validity> {
         self.validity.get(index).copied()
+    }
+
+    pub(crate) fn anchor_usages(&self, index: usize) -> Option<Usages> {
+        self.usages.get(index).copied()
     }
 }
 

@@ -211,7 +211,7 @@ impl ChainResult {
 ///
 /// On success the result holds the intersection of the validity periods of every certificate
 /// of the path that was found, the trust anchor's own certificate included (Go checks the
-/// root's dates too; webpki does not).
+/// root's dates and extended key usages too; webpki does not).
 pub(crate) fn verify_chain(
     pool: &CaPool,
     chain: &[CertificateDer<'_>],
@@ -248,13 +248,14 @@ pub(crate) fn verify_chain(
         }
     }
     let anchor = path.anchor();
-    if let Some(v) = pool
-        .anchors()
-        .iter()
-        .position(|a| std::ptr::eq(a, anchor))
-        .and_then(|i| pool.anchor_validity(i))
-    {
-        validity = validity.intersect(v);
+    if let Some(i) = pool.anchors().iter().position(|a| std::ptr::eq(a, anchor)) {
+        // Go requires the usage of every certificate of the chain, the root's included.
+        if pool.anchor_usages(i).is_some_and(|u| !u.allows(usage)) {
+            return ChainResult::Rejected(Reason::IncompatibleUsage);
+        }
+        if let Some(v) = pool.anchor_validity(i) {
+            validity = validity.intersect(v);
+        }
     }
     match validity.check(now) {
         Ok(()) => ChainResult::Verified(validity),

@@ -213,6 +213,18 @@ mod tests {
     }
 
     #[test]
+    fn a_root_restricted_to_other_usages_refuses_client_certificates() {
+        let pki = TestPki::shared();
+        let (ca, client) = pki.server_only_ca_with_client().unwrap();
+        let auth = X509Authenticator::new(bundle(&[&ca]));
+        let err = run(&auth, Some(client.chain())).unwrap_err().to_string();
+        assert!(
+            err.ends_with("failed: x509: certificate specifies an incompatible key usage"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn test_x509() {
         let pki = TestPki::shared();
         let default = bundle(&[&pki.client_ca]);
