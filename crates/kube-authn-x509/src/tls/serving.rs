@@ -4,7 +4,7 @@
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use kube_authn_core::reload::{LoadError, Parse, ReloadOptions, ReloadStatus, Reloading};
@@ -103,37 +103,31 @@ fn read(path: &Path) -> Result<Vec<u8>, ServingCertError> {
 }
 
 /// Re-reads the pair when either file changes and stores it when it is valid.
+///
+/// Both files' watchers share one lock and read both files from disk under it, ignoring the
+/// bytes their own watcher read earlier: the last reload to finish therefore stores what is on
+/// disk at its time, never an older pair that a slower watcher read before a newer rotation.
 struct PairParser {
     provider: Arc<CryptoProvider>,
     cert: PathBuf,
     key: PathBuf,
-    /// Whether the watched file is the certificate (else the key).
-    watches_cert: bool,
     target: Arc<ArcSwap<CertifiedKey>>,
+    lock: Arc<Mutex<()>>,
 }
 
 impl Parse for PairParser {
     type Output = ();
     type Error = ServingCertError;
 
-    fn parse(&self, _path: &Path, bytes: &[u8]) -> Result<(), ServingCertError> {
-        let pair = if self.watches_cert {
-            certified_key(
-                &self.provider,
-                &self.cert,
-                bytes,
-                &self.key,
-                &read(&self.key)?,
-            )?
-        } else {
-            certified_key(
-                &self.provider,
-                &self.cert,
-                &read(&self.cert)?,
-                &self.key,
-                bytes,
-            )?
-        };
+    fn parse(&self, _path: &Path, _bytes: &[u8]) -> Result<(), ServingCertError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let pair = certified_key(
+            &self.provider,
+            &self.cert,
+            &read(&self.cert)?,
+            &self.key,
+            &read(&self.key)?,
+        )?;
         self.target.store(Arc::new(pair));
         Ok(())
     }
@@ -201,15 +195,16 @@ impl ServingCert {
         )
         .map_err(LoadError::Parse)?;
         let current = Arc::new(ArcSwap::from_pointee(pair));
-        let parser = |watches_cert| PairParser {
+        let lock = Arc::new(Mutex::new(()));
+        let parser = || PairParser {
             provider: Arc::clone(&provider),
             cert: cert.clone(),
             key: key.clone(),
-            watches_cert,
             target: Arc::clone(&current),
+            lock: Arc::clone(&lock),
         };
-        let cert_watch = Reloading::watch(&cert, parser(true), options.clone())?;
-        let key_watch = Reloading::watch(&key, parser(false), options)?;
+        let cert_watch = Reloading::watch(&cert, parser(), options.clone())?;
+        let key_watch = Reloading::watch(&key, parser(), options)?;
         Ok(Self {
             current,
             watchers: Arc::new([cert_watch, key_watch]),
@@ -368,6 +363,39 @@ mod tests {
 
         fs::write(&key, pki.serving_rotated.key_pem()).unwrap();
         wait_for(|| serving.current().cert[0] == pki.serving_rotated.cert_der());
+    }
+
+    /// A reload that was triggered by an older version of a file (a slow watcher, a rotation
+    /// right after another) stores the pair on disk now, not the bytes it was handed.
+    #[test]
+    fn a_late_reload_stores_the_pair_on_disk_not_an_older_one() {
+        let pki = TestPki::shared();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        fs::write(&cert, pki.serving_rotated.cert_pem()).unwrap();
+        fs::write(&key, pki.serving_rotated.key_pem()).unwrap();
+        let target = Arc::new(ArcSwap::from_pointee(
+            certified_key(
+                &Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+                &cert,
+                pki.serving.cert_pem().as_bytes(),
+                &key,
+                pki.serving.key_pem().as_bytes(),
+            )
+            .unwrap(),
+        ));
+        let parser = PairParser {
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            cert: cert.clone(),
+            key,
+            target: Arc::clone(&target),
+            lock: Arc::new(Mutex::new(())),
+        };
+        // The certificate watcher read the old certificate before the rotation was written.
+        parser
+            .parse(&cert, pki.serving.cert_pem().as_bytes())
+            .unwrap();
+        assert_eq!(target.load().cert[0], pki.serving_rotated.cert_der());
     }
 
     #[test]
