@@ -125,6 +125,29 @@ wait $WRK
 grep -o 'elapsed_ms=[0-9.]*' "$WORK/server.err" | sed 's/^/reload of 100,000 lines: /' || echo "no reload seen" >&2
 grep -E "Requests/sec|99%" "$WORK/wrk-reload.out" | sed 's/^/during reloads: /'
 echo "peak RSS after two reloads under load: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$SERVER/status)"
+
+# The same at half the saturated rate (a server with headroom), paced by oha's rate limit:
+# p99 of 6 s without, then with two reloads.
+OHA=target/tools/bin/oha
+if [ -x "$OHA" ]; then
+  RATE=$(python3 -c "import re,sys; print(int(float(re.search(r'Requests/sec:\s*([\d.]+)', open(sys.argv[1]).read()).group(1)) / 2))" "$WORK/wrk-steady.out")
+  TOKEN=$(sed -n 's/^"Bearer \(.*\)",$/\1/p' "$WORK/tokens.lua" | head -1)
+  paced=(taskset -c 1 "$OHA" --no-tui --output-format json -c "$CONNECTIONS" -q "$RATE" -z 6s --insecure
+         -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$PORT/healthz")
+  p99() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); c=r['statusCodeDistribution']; assert list(c)==['200'], c; print(f\"{r['latencyPercentiles']['p99']*1e3:.3f} ms at {r['summary']['requestsPerSec']:.0f} req/s\")" "$1"; }
+  "${paced[@]}" >"$WORK/paced-steady.json"
+  echo "half rate ($RATE req/s), without reloads: p99 $(p99 "$WORK/paced-steady.json")"
+  "${paced[@]}" >"$WORK/paced-reload.json" &
+  PACED=$!
+  sleep 2
+  cp "$WORK/tokens.csv" "$WORK/tokens.new" && echo "extra-token-3,extra,uid-z" >>"$WORK/tokens.new" && mv "$WORK/tokens.new" "$WORK/tokens.csv"
+  sleep 2
+  cp "$WORK/tokens.csv" "$WORK/tokens.new" && echo "extra-token-4,extra,uid-w" >>"$WORK/tokens.new" && mv "$WORK/tokens.new" "$WORK/tokens.csv"
+  wait $PACED
+  echo "half rate ($RATE req/s), with two reloads: p99 $(p99 "$WORK/paced-reload.json")"
+else
+  echo "oha not built yet (the mTLS part builds it): half-rate reload figures skipped" >&2
+fi
 stop_server
 
 # ---- mTLS: x509 authentication per request, and handshakes per second ----
