@@ -131,7 +131,7 @@ echo "peak RSS after two reloads under load: $(awk '/VmHWM/ {print $2/1024 " MiB
 OHA=target/tools/bin/oha
 if [ -x "$OHA" ]; then
   RATE=$(python3 -c "import re,sys; print(int(float(re.search(r'Requests/sec:\s*([\d.]+)', open(sys.argv[1]).read()).group(1)) / 2))" "$WORK/wrk-steady.out")
-  TOKEN=$(sed -n 's/^"Bearer \(.*\)",$/\1/p' "$WORK/tokens.lua" | head -1)
+  TOKEN=$(sed -n 's/^"Bearer \(.*\)",$/\1/p;T;q' "$WORK/tokens.lua")
   paced=(taskset -c 1 "$OHA" --no-tui --output-format json -c "$CONNECTIONS" -q "$RATE" -z 6s --insecure
          -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$PORT/healthz")
   p99() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); c=r['statusCodeDistribution']; assert list(c)==['200'], c; print(f\"{r['latencyPercentiles']['p99']*1e3:.3f} ms at {r['summary']['requestsPerSec']:.0f} req/s\")" "$1"; }

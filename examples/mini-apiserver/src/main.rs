@@ -7,14 +7,6 @@
 
 #![forbid(unsafe_code)]
 
-/// mimalloc, as servers that care about allocation costs use. An authenticated request carries
-/// its own `UserInfo` (owned strings, as the Kubernetes type has): about eight small blocks a
-/// request, which glibc's malloc serves at ~250 instructions each (allocation and free) under
-/// keep-alive load (tcache overflow, then consolidation) and mimalloc at ~100. Both the
-/// authenticated server and the `--disable-authentication` baseline of the benchmarks use it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod api;
 mod flags;
 mod policy;
