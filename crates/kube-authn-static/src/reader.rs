@@ -141,7 +141,7 @@ impl<'a> Reader<'a> {
             return None;
         }
         self.lines += 1;
-        let (mut text, newline) = match self.rest.iter().position(|&b| b == b'\n') {
+        let (mut text, newline) = match memchr::memchr(b'\n', self.rest) {
             Some(i) => {
                 let text = &self.rest[..i];
                 self.rest = &self.rest[i + 1..];
@@ -180,12 +180,15 @@ impl<'a> Reader<'a> {
         };
         'fields: loop {
             if line.first() != Some(&b'"') {
-                // Unquoted field: up to the next comma or the end of the line.
-                let comma = line.iter().position(|&b| b == b',');
+                // Unquoted field: up to the next comma or the end of the line; a quote before
+                // the comma is a bare quote (one scan for both).
+                let comma = match memchr::memchr2(b',', b'"', line) {
+                    Some(j) if line[j] == b'"' => {
+                        return Err(error(self.lines, col + j, CsvErrorKind::BareQuote));
+                    }
+                    found => found,
+                };
                 let field = &line[..comma.unwrap_or(line.len())];
-                if let Some(j) = field.iter().position(|&b| b == b'"') {
-                    return Err(error(self.lines, col + j, CsvErrorKind::BareQuote));
-                }
                 self.fields.extend_from_slice(field);
                 self.ends.push(self.fields.len());
                 match comma {
@@ -200,7 +203,7 @@ impl<'a> Reader<'a> {
                 line = &line[1..];
                 col += 1;
                 loop {
-                    if let Some(i) = line.iter().position(|&b| b == b'"') {
+                    if let Some(i) = memchr::memchr(b'"', line) {
                         self.fields.extend_from_slice(&line[..i]);
                         line = &line[i + 1..];
                         col += i + 1;

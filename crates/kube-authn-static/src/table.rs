@@ -83,14 +83,23 @@ impl fmt::Debug for Table {
     }
 }
 
-/// Field `column` of `row` in `text`.
-fn field<'t>(text: &'t str, row: &Row, column: usize) -> &'t str {
+/// Where field `column` of `row` is in the table's text.
+fn span(row: &Row, column: usize) -> std::ops::Range<usize> {
     let start = match column {
         0 => row.start,
         _ => row.ends[column - 1],
     };
-    text.get(start as usize..row.ends[column] as usize)
-        .unwrap_or_default()
+    start as usize..row.ends[column] as usize
+}
+
+/// Field `column` of `row` in `text`.
+fn field<'t>(text: &'t str, row: &Row, column: usize) -> &'t str {
+    text.get(span(row, column)).unwrap_or_default()
+}
+
+/// Field `column` of `row` in the text being parsed.
+fn field_bytes<'t>(text: &'t [u8], row: &Row, column: usize) -> &'t [u8] {
+    text.get(span(row, column)).unwrap_or_default()
 }
 
 fn offset(len: usize) -> Result<u32, RowError> {
@@ -102,9 +111,12 @@ impl Table {
     pub(crate) fn parse(path: &Path, bytes: &[u8], kind: Kind) -> Result<Self, RowError> {
         let key = kind.key();
         let hasher = RandomState::default();
-        let mut rows = HashTable::new();
-        // The kept fields are never longer than the file; the unused rest is given back below.
-        let mut text = String::with_capacity(bytes.len());
+        // One row a line at most: sized once, the table never rehashes while it fills.
+        let mut rows = HashTable::with_capacity(memchr::memchr_iter(b'\n', bytes).count() + 1);
+        // The kept fields are never longer than the file. Bytes while parsing (wiped if the
+        // file is refused), checked as UTF-8 field by field only when the file is not ASCII.
+        let mut text = zeroize::Zeroizing::new(Vec::with_capacity(bytes.len()));
+        let ascii = bytes.is_ascii();
         let mut reader = Reader::new(bytes);
         let mut record_number = 0;
         while let Some(record) = reader.read_record().map_err(RowError::Csv)? {
@@ -136,31 +148,29 @@ impl Table {
             };
             for (column, end) in row.ends.iter_mut().enumerate() {
                 if column < record.len() {
-                    let value = std::str::from_utf8(record.get(column)).map_err(|_| {
-                        RowError::InvalidUtf8 {
+                    let value = record.get(column);
+                    if !ascii && std::str::from_utf8(value).is_err() {
+                        return Err(RowError::InvalidUtf8 {
                             line,
                             column: column + 1,
-                        }
-                    })?;
-                    text.push_str(value);
+                        });
+                    }
+                    text.extend_from_slice(value);
                 }
                 *end = offset(text.len())?;
             }
             if record.len() > GROUPS {
                 // Go's `strings.Split(record[3], ",")`: an empty column is one empty group.
-                let commas = field(&text, &row, GROUPS)
-                    .bytes()
-                    .filter(|&b| b == b',')
-                    .count();
+                let commas = memchr::memchr_iter(b',', field_bytes(&text, &row, GROUPS)).count();
                 row.groups = offset(commas + 1)?;
             }
 
-            let k = field(&text, &row, key);
-            let hash = hasher.hash_one(k.as_bytes());
+            let k = field_bytes(&text, &row, key);
+            let hash = hasher.hash_one(k);
             let slot = rows.entry(
                 hash,
-                |r: &Row| field(&text, r, key) == k,
-                |r: &Row| hasher.hash_one(field(&text, r, key).as_bytes()),
+                |r: &Row| field_bytes(&text, r, key) == k,
+                |r: &Row| hasher.hash_one(field_bytes(&text, r, key)),
             );
             match slot {
                 Slot::Occupied(mut old) => {
@@ -174,7 +184,8 @@ impl Table {
                         Kind::Password => tracing::warn!(
                             path = %path.display(),
                             line,
-                            "duplicate username '{k}' has been found in password file '{}', record number '{record_number}'",
+                            "duplicate username '{}' has been found in password file '{}', record number '{record_number}'",
+                            String::from_utf8_lossy(k),
                             path.display(),
                         ),
                     }
@@ -186,6 +197,14 @@ impl Table {
                 }
             }
         }
+        // Every kept field is UTF-8 (checked above, or the whole file is ASCII).
+        let text = match String::from_utf8(std::mem::take(&mut *text)) {
+            Ok(text) => text,
+            Err(e) => {
+                zeroize::Zeroize::zeroize(&mut e.into_bytes());
+                return Err(RowError::InvalidUtf8 { line: 0, column: 0 });
+            }
+        };
         Ok(Self {
             text: zeroize::Zeroizing::new(text),
             rows,
@@ -282,6 +301,29 @@ mod tests {
             }
             assert!(!constant_time_eq(&a, &a[..len - 1]));
         }
+    }
+
+    #[test]
+    fn non_ascii_files_keep_utf8_fields_and_ignore_bytes_after_the_fourth_column() {
+        let t = Table::parse(
+            Path::new("t"),
+            "tök,jörg,1,\"grüppe,b\",\u{fffd}\n".as_bytes(),
+            Kind::Token,
+        )
+        .unwrap();
+        let user = t.user_by_token("tök").unwrap();
+        assert_eq!(
+            (user.username.as_str(), user.groups.as_slice()),
+            ("jörg", &["grüppe".to_owned(), "b".to_owned()][..])
+        );
+        let t = Table::parse(Path::new("t"), b"t\xc3\xb6k,u,1,g,\xff\n", Kind::Token).unwrap();
+        assert_eq!(t.user_by_token("tök").unwrap().username, "u");
+        let Err(RowError::InvalidUtf8 { line, column }) =
+            Table::parse(Path::new("t"), b"a,u,1\nb,\xc3\xb6,1,\xff\n", Kind::Token)
+        else {
+            panic!("a non-UTF-8 group column must be refused");
+        };
+        assert_eq!((line, column), (2, 4));
     }
 
     #[test]
