@@ -35,14 +35,52 @@ impl<P> BasicAuth<P> {
     }
 }
 
+/// Credentials up to this many bytes are decoded on the stack (no allocation per request);
+/// longer ones on the heap.
+const INLINE: usize = 192;
+
+/// A decoded `user:password` pair, wiped when dropped.
+pub(crate) enum Decoded {
+    Inline([u8; INLINE], usize),
+    Heap(Vec<u8>),
+}
+
+impl Decoded {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline(buf, len) => buf.get(..*len).unwrap_or_default(),
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+impl Drop for Decoded {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        match self {
+            Self::Inline(buf, len) => buf.get_mut(..*len).unwrap_or_default().zeroize(),
+            Self::Heap(v) => v.zeroize(),
+        }
+    }
+}
+
 /// The decoded `user:password` pair, if the header is a well-formed basic credential.
-pub(crate) fn basic_credentials(value: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn basic_credentials(value: &[u8]) -> Option<Decoded> {
     const PREFIX: &[u8] = b"Basic ";
     if value.len() < PREFIX.len() || !value[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
         return None;
     }
-    let decoded = STD.decode(&value[PREFIX.len()..]).ok()?;
-    decoded.contains(&b':').then_some(decoded)
+    let encoded = &value[PREFIX.len()..];
+    let decoded = if base64::decoded_len_estimate(encoded.len()) <= INLINE {
+        let mut decoded = Decoded::Inline([0; INLINE], 0);
+        if let Decoded::Inline(buf, len) = &mut decoded {
+            *len = STD.decode_slice(encoded, buf).ok()?;
+        }
+        decoded
+    } else {
+        Decoded::Heap(STD.decode(encoded).ok()?)
+    };
+    decoded.as_bytes().contains(&b':').then_some(decoded)
 }
 
 impl<P: AuthenticatePassword> AuthenticateRequest for BasicAuth<P> {
@@ -53,9 +91,8 @@ impl<P: AuthenticatePassword> AuthenticateRequest for BasicAuth<P> {
         let Some(decoded) = basic_credentials(value.as_bytes()) else {
             return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
         };
-        let decoded = zeroize::Zeroizing::new(decoded);
         // Bytes that are not UTF-8 can match no stored (UTF-8) credential.
-        let Ok(text) = std::str::from_utf8(&decoded) else {
+        let Ok(text) = std::str::from_utf8(decoded.as_bytes()) else {
             return AuthnFuture::ready(RequestOutcome::new(
                 parts,
                 Err(AuthnError::InvalidUsernamePassword),
@@ -184,6 +221,22 @@ mod tests {
     }
 
     #[test]
+    fn short_and_long_credentials_decode_alike() {
+        use base64::Engine;
+        for len in [0, 1, 100, 180, 189, 190, 191, 192, 193, 300, 4000] {
+            let pair = format!("user:{}", "p".repeat(len));
+            let header = format!("Basic {}", STD.encode(&pair));
+            let decoded = basic_credentials(header.as_bytes()).unwrap();
+            assert_eq!(decoded.as_bytes(), pair.as_bytes(), "{len}");
+            let inline = matches!(decoded, Decoded::Inline(..));
+            assert_eq!(
+                inline,
+                base64::decoded_len_estimate(header.len() - 6) <= INLINE
+            );
+        }
+    }
+
+    #[test]
     fn malformed_headers_are_no_credential() {
         for h in [
             "",
@@ -198,7 +251,9 @@ mod tests {
             assert!(basic_credentials(h.as_bytes()).is_none(), "{h:?}");
         }
         assert_eq!(
-            basic_credentials(b"bAsIc dXNlcjpwdw==").as_deref(),
+            basic_credentials(b"bAsIc dXNlcjpwdw==")
+                .as_ref()
+                .map(Decoded::as_bytes),
             Some(&b"user:pw"[..])
         );
     }
