@@ -79,11 +79,35 @@ impl UserInfo {
     pub fn is_anonymous(&self) -> bool {
         self.username == ANONYMOUS_USER || self.groups.iter().any(|g| g == UNAUTHENTICATED_GROUP)
     }
+
+    /// A copy whose group list has room for one more entry, for authenticators that hand out
+    /// copies of a cached user: [`AuthenticatedGroupAdder`](crate::AuthenticatedGroupAdder)
+    /// then adds `system:authenticated` without growing the list (`clone` gives a list with no
+    /// spare room, and growing it costs an allocation and a copy on every request).
+    pub fn clone_with_group_room(&self) -> UserInfo {
+        let mut groups = Vec::with_capacity(self.groups.len() + 1);
+        groups.extend(self.groups.iter().cloned());
+        UserInfo {
+            username: self.username.clone(),
+            uid: self.uid.clone(),
+            groups,
+            extra: self.extra.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clone_with_group_room_is_equal_and_has_room() {
+        let mut user = UserInfo::new("jane").with_uid("1").with_groups(["a", "b"]);
+        user.extra.insert("k".into(), vec!["v".into()]);
+        let copy = user.clone_with_group_room();
+        assert_eq!(copy, user);
+        assert!(copy.groups.capacity() > copy.groups.len());
+    }
 
     #[test]
     fn serializes_in_the_kubernetes_shape_and_omits_empty_fields() {

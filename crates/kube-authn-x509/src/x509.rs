@@ -117,7 +117,7 @@ impl X509Authenticator {
             )));
         }
         match &info.user {
-            Ok(Some(user)) => Ok(Some(Authenticated::new(user.clone()))),
+            Ok(Some(user)) => Ok(Some(Authenticated::new(user.clone_with_group_room()))),
             Ok(None) => Ok(None),
             Err(e) => Err(AuthnError::invalid(e.to_string())),
         }
