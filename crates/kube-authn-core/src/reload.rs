@@ -310,11 +310,13 @@ fn read<E: std::error::Error>(path: &Path) -> Result<Vec<u8>, LoadError<E>> {
 }
 
 /// A hash of the content, to skip re-parsing a file whose bytes did not change (a touch, a
-/// rewrite with the same content). Change detection only, not a defence: whoever can write the
-/// file chooses its content anyway. foldhash reads a 6 MB file in about a millisecond (SipHash
-/// took ten).
+/// rewrite with the same content). foldhash reads a 6 MB file in about a millisecond (SipHash
+/// took ten); its seed is random per process, so nobody who only controls part of a generated
+/// file can craft a new version that hashes like the old one and so is never loaded.
 fn hash(bytes: &[u8]) -> u64 {
-    foldhash::fast::FixedState::with_seed(0x6b75_6265_2d61_7574).hash_one(bytes)
+    static SEED: std::sync::OnceLock<foldhash::quality::RandomState> = std::sync::OnceLock::new();
+    SEED.get_or_init(foldhash::quality::RandomState::default)
+        .hash_one(bytes)
 }
 
 /// What a stat says about the file (following symlinks).

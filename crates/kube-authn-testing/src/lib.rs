@@ -547,6 +547,34 @@ impl TestPki {
         Ok((ca, client))
     }
 
+    /// Two roots with the same name and key, the first restricted to server authentication,
+    /// the second unrestricted, and a client certificate (CN `twin-client`) that chains to
+    /// either. Go accepts the client when any chain passes (a bundle during a CA re-issue).
+    pub fn twin_roots_with_client(&self) -> Result<(Issued, Issued, Issued), PkiError> {
+        let key = KeyPair::generate()?;
+        let mut restricted = ca_params("twin-ca");
+        restricted.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let unrestricted = ca_params("twin-ca");
+        let root = |name, params: CertificateParams| -> Result<Issued, PkiError> {
+            let key = KeyPair::from_pem(&key.serialize_pem())?;
+            Ok(Issued {
+                name,
+                cert: params.self_signed(&key)?.der().clone(),
+                key,
+                intermediates: Vec::new(),
+                params,
+            })
+        };
+        let restricted = root("twin-ca-restricted", restricted)?;
+        let unrestricted = root("twin-ca-unrestricted", unrestricted)?;
+        let client = issue(
+            "twin-client",
+            client_params(&[cn("twin-client")]),
+            Some(&unrestricted),
+        )?;
+        Ok((restricted, unrestricted, client))
+    }
+
     /// A new client certificate signed by the client CA with the given subject and validity
     /// (at most two organizations), client-auth usage.
     pub fn issue_client(

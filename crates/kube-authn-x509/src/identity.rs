@@ -188,12 +188,23 @@ impl Usages {
                 client_auth: true,
                 server_auth: true,
             },
-            Some(ext) => Self {
-                restricted: true,
-                any: ext.value.any,
-                client_auth: ext.value.client_auth,
-                server_auth: ext.value.server_auth,
-            },
+            // Go reads an empty list as no restriction at all.
+            Some(ext) => {
+                let u = ext.value;
+                Self {
+                    restricted: u.any
+                        || u.server_auth
+                        || u.client_auth
+                        || u.code_signing
+                        || u.email_protection
+                        || u.time_stamping
+                        || u.ocsp_signing
+                        || !u.other.is_empty(),
+                    any: u.any,
+                    client_auth: u.client_auth,
+                    server_auth: u.server_auth,
+                }
+            }
         })
     }
 

@@ -101,9 +101,12 @@ impl PeerCertificates {
         )
     }
 
-    /// The memoized result for `key`, or `verify()` stored (when cacheable) and returned.
+    /// The memoized result for `key`, or `verify()` stored and returned.
+    ///
     /// Concurrent misses on one connection run `verify` once; the others wait for it (one
-    /// chain verification, well under a millisecond).
+    /// chain verification, well under a millisecond). A result that must not be reused (a
+    /// refusal for the chain's dates, which time may lift) is remembered only as "verify again,
+    /// without waiting for each other", so such requests never queue behind one another.
     pub(crate) fn memoized(
         &self,
         key: MemoKey,
@@ -117,34 +120,43 @@ impl PeerCertificates {
                 .find(|e| e.key == key)
                 .map(|e| Arc::clone(&e.result))
         };
-        if let Some(result) = hit() {
-            return result;
+        match hit() {
+            Some(result) if result.is_cacheable() => return result,
+            Some(_) => return self.store(key, verify()),
+            None => {}
         }
         // Single flight: whoever comes second waits for the first verification and uses it.
-        let _verifying = self
+        let verifying = self
             .inner
             .verifying
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(result) = hit() {
-            return result;
+        match hit() {
+            Some(result) if result.is_cacheable() => result,
+            Some(_) => {
+                drop(verifying);
+                self.store(key, verify())
+            }
+            None => self.store(key, verify()),
         }
-        let result = Arc::new(verify());
-        if result.is_cacheable() {
-            let entry = MemoEntry {
-                key,
-                result: Arc::clone(&result),
-            };
-            self.inner.memo.rcu(|entries| {
-                let mut next: Vec<MemoEntry> =
-                    entries.iter().filter(|e| e.key != key).cloned().collect();
-                if next.len() >= MEMO_CAPACITY {
-                    next.remove(0);
-                }
-                next.push(entry.clone());
-                next
-            });
-        }
+    }
+
+    /// Remembers `result` for `key` (replacing an earlier one) and returns it.
+    fn store(&self, key: MemoKey, result: ChainResult) -> Arc<ChainResult> {
+        let result = Arc::new(result);
+        let entry = MemoEntry {
+            key,
+            result: Arc::clone(&result),
+        };
+        self.inner.memo.rcu(|entries| {
+            let mut next: Vec<MemoEntry> =
+                entries.iter().filter(|e| e.key != key).cloned().collect();
+            if next.len() >= MEMO_CAPACITY {
+                next.remove(0);
+            }
+            next.push(entry.clone());
+            next
+        });
         result
     }
 }
@@ -232,5 +244,35 @@ mod tests {
             }
         });
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_refusal_for_dates_is_verified_again_until_a_result_can_be_kept() {
+        use crate::verify::{ChainResult, Reason, Validity};
+        let peers = PeerCertificates::new(vec![CertificateDer::from(vec![1])]);
+        let key = MemoKey {
+            generation: 1,
+            usage: 0,
+        };
+        let mut calls = 0;
+        let mut answers = vec![
+            ChainResult::Verified(Validity::ALWAYS),
+            ChainResult::Rejected(Reason::NotYetValid {
+                now: 0,
+                not_before: 1,
+            }),
+            ChainResult::Rejected(Reason::NotYetValid {
+                now: 0,
+                not_before: 1,
+            }),
+        ];
+        for _ in 0..5 {
+            peers.memoized(key, || {
+                calls += 1;
+                answers.pop().unwrap()
+            });
+        }
+        // Two refusals for the dates, then a verified chain that is kept.
+        assert_eq!(calls, 3);
     }
 }

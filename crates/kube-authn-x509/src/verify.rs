@@ -187,6 +187,10 @@ fn secs(t: UnixTime) -> i64 {
     i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
 }
 
+fn unix(secs: i64) -> UnixTime {
+    UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs.max(0).unsigned_abs()))
+}
+
 /// The memoizable outcome of verifying a chain against a pool.
 #[derive(Debug)]
 pub(crate) enum ChainResult {
@@ -229,6 +233,35 @@ pub(crate) fn verify_chain(
         Err(e) => return ChainResult::Rejected(e.into()),
     };
     let intermediates = chain.get(1..).unwrap_or_default();
+    let anchor_index = |path: &webpki::VerifiedPath<'_>| {
+        let anchor = path.anchor();
+        pool.anchors().iter().position(|a| std::ptr::eq(a, anchor))
+    };
+    // Go accepts a chain when any of the paths it can build passes, and checks the usages and
+    // dates of every certificate, the root's included; webpki's trust anchors keep neither.
+    // Refusing a path here makes webpki try the next one (another root with the same name).
+    let anchor_ok = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        let Some(i) = anchor_index(path) else {
+            return Ok(());
+        };
+        if pool.anchor_usages(i).is_some_and(|u| !u.allows(usage)) {
+            #[allow(deprecated)]
+            return Err(webpki::Error::RequiredEkuNotFound);
+        }
+        match pool.anchor_validity(i).map(|v| v.check(now)) {
+            Some(Err(Reason::Expired { not_after, .. })) => Err(webpki::Error::CertExpired {
+                time: now,
+                not_after: unix(not_after),
+            }),
+            Some(Err(Reason::NotYetValid { not_before, .. })) => {
+                Err(webpki::Error::CertNotValidYet {
+                    time: now,
+                    not_before: unix(not_before),
+                })
+            }
+            _ => Ok(()),
+        }
+    };
     let path = match end_entity.verify_for_usage(
         webpki::ALL_VERIFICATION_ALGS,
         pool.anchors(),
@@ -236,7 +269,7 @@ pub(crate) fn verify_chain(
         now,
         usage,
         None,
-        None,
+        Some(&anchor_ok),
     ) {
         Ok(path) => path,
         Err(e) => return ChainResult::Rejected(e.into()),
@@ -247,15 +280,9 @@ pub(crate) fn verify_chain(
             None => return ChainResult::Rejected(Reason::Malformed),
         }
     }
-    let anchor = path.anchor();
-    if let Some(i) = pool.anchors().iter().position(|a| std::ptr::eq(a, anchor)) {
-        // Go requires the usage of every certificate of the chain, the root's included.
-        if pool.anchor_usages(i).is_some_and(|u| !u.allows(usage)) {
-            return ChainResult::Rejected(Reason::IncompatibleUsage);
-        }
-        if let Some(v) = pool.anchor_validity(i) {
-            validity = validity.intersect(v);
-        }
+    // The root's dates also bound the per-request check (a root can expire mid-connection).
+    if let Some(v) = anchor_index(&path).and_then(|i| pool.anchor_validity(i)) {
+        validity = validity.intersect(v);
     }
     match validity.check(now) {
         Ok(()) => ChainResult::Verified(validity),

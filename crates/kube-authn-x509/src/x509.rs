@@ -225,6 +225,20 @@ mod tests {
     }
 
     #[test]
+    fn any_root_that_allows_the_usage_will_do() {
+        let pki = TestPki::shared();
+        let (restricted, unrestricted, client) = pki.twin_roots_with_client().unwrap();
+        // Only the restricted twin: refused for its usage.
+        let auth = X509Authenticator::new(bundle(&[&restricted]));
+        let err = run(&auth, Some(client.chain())).unwrap_err().to_string();
+        assert!(err.ends_with("incompatible key usage"), "{err}");
+        // Both, the restricted one first: the path through the other root is found.
+        let auth = X509Authenticator::new(bundle(&[&restricted, &unrestricted]));
+        let user = run(&auth, Some(client.chain())).unwrap().unwrap().user;
+        assert_eq!(user.username, "twin-client");
+    }
+
+    #[test]
     fn test_x509() {
         let pki = TestPki::shared();
         let default = bundle(&[&pki.client_ca]);

@@ -39,48 +39,62 @@ impl<P> BasicAuth<P> {
 /// longer ones on the heap.
 const INLINE: usize = 192;
 
-/// A decoded `user:password` pair, wiped when dropped.
-pub(crate) enum Decoded {
-    Inline([u8; INLINE], usize),
-    Heap(Vec<u8>),
+/// Where a `user:password` pair is decoded. The caller owns it and never moves it once it
+/// holds a secret; dropping it wipes every byte a decoding may have written (also when the
+/// decoding failed half way: base64 writes whole blocks before it sees a bad one).
+pub(crate) struct CredentialBuffer {
+    inline: [u8; INLINE],
+    /// How many bytes of `inline` may hold secret data.
+    dirty: usize,
+    heap: zeroize::Zeroizing<Vec<u8>>,
 }
 
-impl Decoded {
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline(buf, len) => buf.get(..*len).unwrap_or_default(),
-            Self::Heap(v) => v,
+impl CredentialBuffer {
+    pub(crate) fn new() -> Self {
+        Self {
+            inline: [0; INLINE],
+            dirty: 0,
+            heap: zeroize::Zeroizing::new(Vec::new()),
         }
+    }
+
+    /// The decoded `user:password` pair, if the header is a well-formed basic credential.
+    pub(crate) fn decode(&mut self, value: &[u8]) -> Option<&[u8]> {
+        const PREFIX: &[u8] = b"Basic ";
+        if value.len() < PREFIX.len() || !value[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+            return None;
+        }
+        let encoded = &value[PREFIX.len()..];
+        let estimate = base64::decoded_len_estimate(encoded.len());
+        let decoded = if estimate <= INLINE {
+            self.dirty = estimate;
+            let len = STD.decode_slice(encoded, &mut self.inline).ok()?;
+            self.inline.get(..len)?
+        } else {
+            // Sized up front, so the vector is never reallocated (leaving a copy behind).
+            self.heap.resize(estimate, 0);
+            let len = STD.decode_slice(encoded, &mut self.heap[..]).ok()?;
+            self.heap.get(..len)?
+        };
+        decoded.contains(&b':').then_some(decoded)
     }
 }
 
-impl Drop for Decoded {
-    fn drop(&mut self) {
+impl CredentialBuffer {
+    /// Wipes what a decoding may have written (the heap copy wipes itself when dropped).
+    fn wipe(&mut self) {
         use zeroize::Zeroize;
-        match self {
-            Self::Inline(buf, len) => buf.get_mut(..*len).unwrap_or_default().zeroize(),
-            Self::Heap(v) => v.zeroize(),
-        }
+        self.inline
+            .get_mut(..self.dirty)
+            .unwrap_or_default()
+            .zeroize();
     }
 }
 
-/// The decoded `user:password` pair, if the header is a well-formed basic credential.
-pub(crate) fn basic_credentials(value: &[u8]) -> Option<Decoded> {
-    const PREFIX: &[u8] = b"Basic ";
-    if value.len() < PREFIX.len() || !value[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
-        return None;
+impl Drop for CredentialBuffer {
+    fn drop(&mut self) {
+        self.wipe();
     }
-    let encoded = &value[PREFIX.len()..];
-    let decoded = if base64::decoded_len_estimate(encoded.len()) <= INLINE {
-        let mut decoded = Decoded::Inline([0; INLINE], 0);
-        if let Decoded::Inline(buf, len) = &mut decoded {
-            *len = STD.decode_slice(encoded, buf).ok()?;
-        }
-        decoded
-    } else {
-        Decoded::Heap(STD.decode(encoded).ok()?)
-    };
-    decoded.as_bytes().contains(&b':').then_some(decoded)
 }
 
 impl<P: AuthenticatePassword> AuthenticateRequest for BasicAuth<P> {
@@ -88,11 +102,12 @@ impl<P: AuthenticatePassword> AuthenticateRequest for BasicAuth<P> {
         let Some(value) = parts.headers.get(AUTHORIZATION) else {
             return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
         };
-        let Some(decoded) = basic_credentials(value.as_bytes()) else {
+        let mut buffer = CredentialBuffer::new();
+        let Some(decoded) = buffer.decode(value.as_bytes()) else {
             return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
         };
         // Bytes that are not UTF-8 can match no stored (UTF-8) credential.
-        let Ok(text) = std::str::from_utf8(decoded.as_bytes()) else {
+        let Ok(text) = std::str::from_utf8(decoded) else {
             return AuthnFuture::ready(RequestOutcome::new(
                 parts,
                 Err(AuthnError::InvalidUsernamePassword),
@@ -226,14 +241,29 @@ mod tests {
         for len in [0, 1, 100, 180, 189, 190, 191, 192, 193, 300, 4000] {
             let pair = format!("user:{}", "p".repeat(len));
             let header = format!("Basic {}", STD.encode(&pair));
-            let decoded = basic_credentials(header.as_bytes()).unwrap();
-            assert_eq!(decoded.as_bytes(), pair.as_bytes(), "{len}");
-            let inline = matches!(decoded, Decoded::Inline(..));
-            assert_eq!(
-                inline,
-                base64::decoded_len_estimate(header.len() - 6) <= INLINE
-            );
+            let mut buffer = CredentialBuffer::new();
+            let decoded = buffer.decode(header.as_bytes()).unwrap().to_vec();
+            assert_eq!(decoded, pair.as_bytes(), "{len}");
+            let inline = base64::decoded_len_estimate(header.len() - 6) <= INLINE;
+            assert_eq!(buffer.heap.is_empty(), inline, "{len}");
+            assert_eq!(buffer.dirty > 0, inline, "{len}");
         }
+    }
+
+    #[test]
+    fn a_half_decoded_credential_is_wiped_too() {
+        use base64::Engine;
+        // Whole blocks of the secret come before a bad last block: base64 has written them.
+        let header = format!("Basic {}!!!!", STD.encode("user:hunter2-secret"));
+        let mut buffer = CredentialBuffer::new();
+        assert!(buffer.decode(header.as_bytes()).is_none());
+        assert!(
+            buffer.inline.windows(6).any(|w| w == b"hunter"),
+            "the test needs a partial decoding to wipe"
+        );
+        // What `Drop` runs.
+        buffer.wipe();
+        assert!(buffer.inline.iter().all(|&b| b == 0));
     }
 
     #[test]
@@ -248,12 +278,13 @@ mod tests {
             "Basic  dXNlcjpwdw==",
             "Bearer dXNlcjpwdw==",
         ] {
-            assert!(basic_credentials(h.as_bytes()).is_none(), "{h:?}");
+            assert!(
+                CredentialBuffer::new().decode(h.as_bytes()).is_none(),
+                "{h:?}"
+            );
         }
         assert_eq!(
-            basic_credentials(b"bAsIc dXNlcjpwdw==")
-                .as_ref()
-                .map(Decoded::as_bytes),
+            CredentialBuffer::new().decode(b"bAsIc dXNlcjpwdw=="),
             Some(&b"user:pw"[..])
         );
     }
@@ -289,10 +320,10 @@ mod tests {
 
         #[test]
         fn never_panics_on_any_header(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
-            let _ = basic_credentials(&bytes);
+            let _ = CredentialBuffer::new().decode(&bytes);
             let mut prefixed = b"Basic ".to_vec();
             prefixed.extend_from_slice(&bytes);
-            let _ = basic_credentials(&prefixed);
+            let _ = CredentialBuffer::new().decode(&prefixed);
         }
     }
 }
