@@ -20,33 +20,13 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=${PORT:-16995}
 
-python3 - "$WORK" <<'PY'
-import sys, base64
-d = sys.argv[1]
-with open(f"{d}/tokens.csv", "w") as f, open(f"{d}/token.lua", "w") as lua:
-    lua.write("tokens = {\n")
-    for i in range(100_000):
-        t = f"{i * 0x9E3779B97F4A7C15 % (1 << 64):016x}{i:016x}"
-        f.write(f'{t},user-{i},uid-{i},"group-a,group-{i % 100}"\n')
-        if i % 10 == 0:
-            lua.write(f'"Bearer {t}",\n')
-    lua.write("}\n")
-with open(f"{d}/passwords.csv", "w") as f, open(f"{d}/password.lua", "w") as lua:
-    lua.write("tokens = {\n")
-    for i in range(10_000):
-        f.write(f'password-{i:08},user-{i},uid-{i},"group-a"\n')
-        lua.write(f'"Basic {base64.b64encode(f"user-{i}:password-{i:08}".encode()).decode()}",\n')
-    lua.write("}\n")
-for name in ("token", "password"):
-    with open(f"{d}/{name}.lua", "a") as lua:
-        lua.write('math.randomseed(42)\nrequest = function()\n  return wrk.format("GET", "/healthz", {["Authorization"] = tokens[math.random(#tokens)]})\nend\n')
-with open(f"{d}/none.lua", "w") as lua:
-    lua.write('request = function()\n  return wrk.format("GET", "/healthz", {["Authorization"] = "Bearer 0123456789abcdef0123456789abcdef"})\nend\n')
-PY
+python3 scripts/bench-data.py "$WORK"
 cargo run -q --release -p kube-authn-testing --bin kube-authn-test-pki -- "$WORK/pki" >&2
 
 measure() { # mode -> instructions per request
   local mode=$1 args=(--secure-port="$PORT" --anonymous-auth=false --log-line-interval-ms=600000)
+  local script=$mode  # the wrk script of scripts/bench-data.py: none, tokens, passwords
+  case $mode in token | password) script=${mode}s ;; esac
   case $mode in
     none) args+=(--cert-dir="$WORK/certs" --disable-authentication) ;;
     token) args+=(--cert-dir="$WORK/certs" --token-auth-file="$WORK/tokens.csv") ;;
@@ -65,9 +45,9 @@ measure() { # mode -> instructions per request
     "${oha[@]}" -z "${SECONDS_PER_MODE}s" "https://127.0.0.1:$PORT/healthz" >"$WORK/oha.json"
     requests=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1]))['statusCodeDistribution']; assert list(c)==['200'], c; print(c['200'])" "$WORK/oha.json")
   else
-    wrk -t1 -c4 -d2s -s "$WORK/$mode.lua" "https://127.0.0.1:$PORT" >/dev/null
+    wrk -t1 -c4 -d2s -s "$WORK/$script.lua" "https://127.0.0.1:$PORT" >/dev/null
     callgrind_control -z "$vg" >/dev/null
-    wrk -t1 -c4 -d"${SECONDS_PER_MODE}s" -s "$WORK/$mode.lua" "https://127.0.0.1:$PORT" >"$WORK/wrk.out"
+    wrk -t1 -c4 -d"${SECONDS_PER_MODE}s" -s "$WORK/$script.lua" "https://127.0.0.1:$PORT" >"$WORK/wrk.out"
     ! grep -q "Non-2xx" "$WORK/wrk.out" || { echo "$mode: non-2xx responses" >&2; exit 1; }
     requests=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$WORK/wrk.out")
   fi

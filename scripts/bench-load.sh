@@ -29,30 +29,7 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 CLK=$(getconf CLK_TCK)
 
-python3 - "$WORK" <<'PY'
-import sys, base64
-d = sys.argv[1]
-with open(f"{d}/tokens.csv", "w") as f, open(f"{d}/tokens.lua", "w") as lua:
-    lua.write("tokens = {\n")
-    for i in range(100_000):
-        t = f"{i * 0x9E3779B97F4A7C15 % (1 << 64):016x}{i:016x}"
-        f.write(f'{t},user-{i},uid-{i},"group-a,group-{i % 100}"\n')
-        if i % 10 == 0:
-            lua.write(f'"Bearer {t}",\n')
-    lua.write("}\n")
-with open(f"{d}/passwords.csv", "w") as f, open(f"{d}/passwords.lua", "w") as lua:
-    lua.write("tokens = {\n")
-    for i in range(10_000):
-        f.write(f'password-{i:08},user-{i},uid-{i},"group-a"\n')
-        b = base64.b64encode(f"user-{i}:password-{i:08}".encode()).decode()
-        lua.write(f'"Basic {b}",\n')
-    lua.write("}\n")
-for name in ("tokens", "passwords"):
-    with open(f"{d}/{name}.lua", "a") as lua:
-        lua.write('math.randomseed(42)\nrequest = function()\n  return wrk.format("GET", "/healthz", {["Authorization"] = tokens[math.random(#tokens)]})\nend\n')
-with open(f"{d}/none.lua", "w") as lua:
-    lua.write('request = function()\n  return wrk.format("GET", "/healthz", {["Authorization"] = "Bearer 0123456789abcdef0123456789abcdef"})\nend\n')
-PY
+python3 scripts/bench-data.py "$WORK"
 
 PORT=${PORT:-16443}
 start_server() { # mode
