@@ -125,7 +125,7 @@ impl Table {
         let mut reader = Reader::new(bytes);
         let mut record_number = 0;
         while let Some(record) = reader.read_record().map_err(RowError::Csv)? {
-            if record_number % 2048 == 0 {
+            if record_number % 256 == 0 {
                 kube_authn_core::reload::cooperate();
             }
             let line = record.line;

@@ -49,7 +49,7 @@ pub(crate) fn bearer_token(value: &[u8]) -> Bearer<'_> {
     }) else {
         return Bearer::None;
     };
-    let token = match rest.iter().position(|b| *b == b' ') {
+    let token = match memchr::memchr(b' ', rest) {
         Some(end) => &rest[..end],
         None => rest,
     };
