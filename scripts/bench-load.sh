@@ -122,6 +122,7 @@ if [ -x "$OHA" ]; then
   cp "$WORK/tokens.csv" "$WORK/tokens.new" && echo "extra-token-4,extra,uid-w" >>"$WORK/tokens.new" && mv "$WORK/tokens.new" "$WORK/tokens.csv"
   wait $PACED
   echo "half rate ($RATE req/s), with two reloads: p99 $(p99 "$WORK/paced-reload.json")"
+  grep -o 'elapsed_ms=[0-9.]*' "$WORK/server.err" | tail -n 2 | sed 's/^/reload of 100,000 lines at half rate: /'
 else
   echo "oha not built yet (the mTLS part builds it): half-rate reload figures skipped" >&2
 fi

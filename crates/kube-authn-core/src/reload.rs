@@ -436,6 +436,7 @@ fn check<P: Parse>(
     if !force && id == state.id {
         return;
     }
+    let started = std::time::Instant::now();
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) => {
@@ -450,11 +451,10 @@ fn check<P: Parse>(
         return;
     }
     state.hash = h;
-    let started = std::time::Instant::now();
     match parser.parse(path, &bytes) {
         Ok(parsed) => {
             let previous = value.swap(Arc::new(parsed));
-            // The time until the new value is in force (read, parse, swap).
+            // The time until the new value is in force (read, hash, parse, swap).
             let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
             release_here(previous);
             let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);

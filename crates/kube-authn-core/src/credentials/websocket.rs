@@ -8,6 +8,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use http::header::{CONNECTION, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
+use zeroize::Zeroizing;
 
 use super::{finish, request_audiences};
 use crate::{AuthenticateRequest, AuthenticateToken, AuthnError, AuthnFuture, RequestOutcome};
@@ -60,8 +61,11 @@ impl<T> WebSocketProtocol<T> {
 
 /// What the protocol header says: `Ok(None)` no token, `Ok(Some((token, remaining)))` with the
 /// other entries joined by `,`. Read on the header's bytes, as Go does.
-pub(crate) fn protocol_token(headers: &HeaderMap) -> Result<Option<(String, Vec<u8>)>, AuthnError> {
-    let mut token: Option<String> = None;
+pub(crate) fn protocol_token(
+    headers: &HeaderMap,
+) -> Result<Option<(Zeroizing<String>, Vec<u8>)>, AuthnError> {
+    // The decoded token is wiped when dropped, also when a later entry makes the header bad.
+    let mut token: Option<Zeroizing<String>> = None;
     let mut filtered: Vec<&[u8]> = Vec::new();
     for line in headers.get_all(SEC_WEBSOCKET_PROTOCOL) {
         for item in line.as_bytes().split(|b| *b == b',') {
@@ -77,9 +81,13 @@ pub(crate) fn protocol_token(headers: &HeaderMap) -> Result<Option<(String, Vec<
             let decoded = RAW_URL
                 .decode(encoded)
                 .map_err(|_| AuthnError::InvalidWebSocketTokenEncoding)?;
-            let decoded =
-                String::from_utf8(decoded).map_err(|_| AuthnError::InvalidWebSocketToken)?;
-            token = Some(decoded);
+            match String::from_utf8(decoded) {
+                Ok(decoded) => token = Some(Zeroizing::new(decoded)),
+                Err(e) => {
+                    drop(Zeroizing::new(e.into_bytes()));
+                    return Err(AuthnError::InvalidWebSocketToken);
+                }
+            }
         }
     }
     match token {
@@ -105,7 +113,6 @@ impl<T: AuthenticateToken> AuthenticateRequest for WebSocketProtocol<T> {
             Ok(None) => return AuthnFuture::ready(RequestOutcome::no_opinion(parts)),
             Err(e) => return AuthnFuture::ready(RequestOutcome::new(parts, Err(e))),
         };
-        let token = zeroize::Zeroizing::new(token);
         let audiences = request_audiences(&parts);
         let inner = self.tokens.authenticate_token(&token, &audiences);
         finish(
@@ -503,7 +510,7 @@ mod tests {
             let entry = format!("{WEBSOCKET_BEARER_PROTOCOL_PREFIX}{}", RAW_URL.encode(&token));
             let parts = request(UP, &[&format!("{entry}, {other}")]);
             let (got, rest) = protocol_token(&parts.headers).unwrap().unwrap();
-            proptest::prop_assert_eq!(got, token);
+            proptest::prop_assert_eq!(got.as_str(), token.as_str());
             proptest::prop_assert_eq!(rest, other.into_bytes());
         }
     }
