@@ -59,11 +59,17 @@ impl<T> WebSocketProtocol<T> {
     }
 }
 
-/// What the protocol header says: `Ok(None)` no token, `Ok(Some((token, remaining)))` with the
-/// other entries joined by `,`. Read on the header's bytes, as Go does.
-pub(crate) fn protocol_token(
-    headers: &HeaderMap,
-) -> Result<Option<(Zeroizing<String>, Vec<u8>)>, AuthnError> {
+/// A token found in the protocol header.
+pub(crate) struct ProtocolToken {
+    /// The decoded token, wiped when dropped.
+    pub(crate) token: Zeroizing<String>,
+    /// The other entries joined by `,`.
+    pub(crate) remaining: Vec<u8>,
+}
+
+/// What the protocol header says: `Ok(None)` no token, else the token and the other entries.
+/// Read on the header's bytes, as Go does.
+pub(crate) fn protocol_token(headers: &HeaderMap) -> Result<Option<ProtocolToken>, AuthnError> {
     // The decoded token is wiped when dropped, also when a later entry makes the header bad.
     let mut token: Option<Zeroizing<String>> = None;
     let mut filtered: Vec<&[u8]> = Vec::new();
@@ -95,7 +101,10 @@ pub(crate) fn protocol_token(
             if filtered.is_empty() {
                 return Err(AuthnError::MissingAdditionalSubprotocol);
             }
-            Ok(Some((t, filtered.join(&b","[..]))))
+            Ok(Some(ProtocolToken {
+                token: t,
+                remaining: filtered.join(&b","[..]),
+            }))
         }
         _ => Ok(None),
     }
@@ -108,7 +117,7 @@ impl<T: AuthenticateToken> AuthenticateRequest for WebSocketProtocol<T> {
         {
             return AuthnFuture::ready(RequestOutcome::no_opinion(parts));
         }
-        let (token, remaining) = match protocol_token(&parts.headers) {
+        let ProtocolToken { token, remaining } = match protocol_token(&parts.headers) {
             Ok(Some(found)) => found,
             Ok(None) => return AuthnFuture::ready(RequestOutcome::no_opinion(parts)),
             Err(e) => return AuthnFuture::ready(RequestOutcome::new(parts, Err(e))),
@@ -509,9 +518,9 @@ mod tests {
         fn round_trips_any_token(token in "[ -~]{1,40}", other in "[a-z.0-9]{1,20}") {
             let entry = format!("{WEBSOCKET_BEARER_PROTOCOL_PREFIX}{}", RAW_URL.encode(&token));
             let parts = request(UP, &[&format!("{entry}, {other}")]);
-            let (got, rest) = protocol_token(&parts.headers).unwrap().unwrap();
-            proptest::prop_assert_eq!(got.as_str(), token.as_str());
-            proptest::prop_assert_eq!(rest, other.into_bytes());
+            let got = protocol_token(&parts.headers).unwrap().unwrap();
+            proptest::prop_assert_eq!(got.token.as_str(), token.as_str());
+            proptest::prop_assert_eq!(got.remaining, other.into_bytes());
         }
     }
 }
