@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rustls_pki_types::CertificateDer;
@@ -13,6 +14,12 @@ use crate::verify::ChainResult;
 /// How many verification results a connection remembers (one per CA pool generation and
 /// usage; a connection that outlives many CA reloads forgets the oldest).
 const MEMO_CAPACITY: usize = 8;
+
+/// How long a refusal for the chain's dates (expired, not yet valid) is reused before the
+/// chain is verified again: time may lift a "not yet valid", but a connection presenting an
+/// expired chain must not cost a chain verification on every request (HTTP/2 streams are
+/// cheap to send).
+const DATE_REFUSAL_REUSE: Duration = Duration::from_secs(1);
 
 /// The certificate chain a TLS client presented (leaf first), shared by every request of the
 /// connection.
@@ -44,6 +51,8 @@ struct Inner {
 pub(crate) struct MemoEntry {
     pub(crate) key: MemoKey,
     pub(crate) result: Arc<ChainResult>,
+    /// When the chain was verified.
+    pub(crate) at: Instant,
 }
 
 /// What a verification result depends on: the CA pool generation and the required usage.
@@ -104,49 +113,59 @@ impl PeerCertificates {
     /// The memoized result for `key`, or `verify()` stored and returned.
     ///
     /// Concurrent misses on one connection run `verify` once; the others wait for it (one
-    /// chain verification, well under a millisecond). A result that must not be reused (a
-    /// refusal for the chain's dates, which time may lift) is remembered only as "verify again,
-    /// without waiting for each other", so such requests never queue behind one another.
+    /// chain verification, well under a millisecond). A refusal for the chain's dates, which
+    /// time may lift, is reused for [`DATE_REFUSAL_REUSE`] only, then verified again (also
+    /// once for all concurrent requests).
     pub(crate) fn memoized(
         &self,
         key: MemoKey,
         verify: impl FnOnce() -> ChainResult,
     ) -> Arc<ChainResult> {
-        let hit = || {
+        self.memoized_with(key, Instant::now, verify)
+    }
+
+    /// [`Self::memoized`] on the clock `now` (read only when a result's age matters).
+    fn memoized_with(
+        &self,
+        key: MemoKey,
+        now: impl Fn() -> Instant,
+        verify: impl FnOnce() -> ChainResult,
+    ) -> Arc<ChainResult> {
+        let usable = || {
             self.inner
                 .memo
                 .load()
                 .iter()
                 .find(|e| e.key == key)
+                .filter(|e| {
+                    e.result.is_cacheable()
+                        || now().saturating_duration_since(e.at) < DATE_REFUSAL_REUSE
+                })
                 .map(|e| Arc::clone(&e.result))
         };
-        match hit() {
-            Some(result) if result.is_cacheable() => return result,
-            Some(_) => return self.store(key, verify()),
-            None => {}
+        if let Some(result) = usable() {
+            return result;
         }
         // Single flight: whoever comes second waits for the first verification and uses it.
-        let verifying = self
+        let _verifying = self
             .inner
             .verifying
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match hit() {
-            Some(result) if result.is_cacheable() => result,
-            Some(_) => {
-                drop(verifying);
-                self.store(key, verify())
-            }
-            None => self.store(key, verify()),
+        if let Some(result) = usable() {
+            return result;
         }
+        let result = verify();
+        self.store(key, now(), result)
     }
 
     /// Remembers `result` for `key` (replacing an earlier one) and returns it.
-    fn store(&self, key: MemoKey, result: ChainResult) -> Arc<ChainResult> {
+    fn store(&self, key: MemoKey, at: Instant, result: ChainResult) -> Arc<ChainResult> {
         let result = Arc::new(result);
         let entry = MemoEntry {
             key,
             result: Arc::clone(&result),
+            at,
         };
         self.inner.memo.rcu(|entries| {
             let mut next: Vec<MemoEntry> =
@@ -247,32 +266,39 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_for_dates_is_verified_again_until_a_result_can_be_kept() {
+    fn a_refusal_for_dates_is_reused_for_a_second_then_verified_again() {
         use crate::verify::{ChainResult, Reason, Validity};
         let peers = PeerCertificates::new(vec![CertificateDer::from(vec![1])]);
         let key = MemoKey {
             generation: 1,
             usage: 0,
         };
-        let mut calls = 0;
+        let not_yet = || {
+            ChainResult::Rejected(Reason::NotYetValid {
+                now: 0,
+                not_before: 1,
+            })
+        };
         let mut answers = vec![
             ChainResult::Verified(Validity::ALWAYS),
-            ChainResult::Rejected(Reason::NotYetValid {
-                now: 0,
-                not_before: 1,
-            }),
-            ChainResult::Rejected(Reason::NotYetValid {
-                now: 0,
-                not_before: 1,
-            }),
+            not_yet(),
+            not_yet(),
         ];
-        for _ in 0..5 {
-            peers.memoized(key, || {
-                calls += 1;
-                answers.pop().unwrap()
-            });
+        let t0 = Instant::now();
+        let mut verified_at = Vec::new();
+        for ms in [0, 500, 999, 1500, 1600, 2600, 2700, 60_000] {
+            let at = t0 + Duration::from_millis(ms);
+            let result = peers.memoized_with(
+                key,
+                || at,
+                || {
+                    verified_at.push(ms);
+                    answers.pop().unwrap()
+                },
+            );
+            assert_eq!(result.is_cacheable(), ms >= 2600, "at {ms} ms");
         }
-        // Two refusals for the dates, then a verified chain that is kept.
-        assert_eq!(calls, 3);
+        // A refusal for the dates is reused for a second; the verified chain is kept.
+        assert_eq!(verified_at, [0, 1500, 2600]);
     }
 }

@@ -201,8 +201,9 @@ pub(crate) enum ChainResult {
 }
 
 impl ChainResult {
-    /// Time-dependent refusals are not remembered: a not-yet-valid chain may become valid
-    /// during the connection.
+    /// Whether the result holds for the rest of the connection (for this CA generation).
+    /// Time-dependent refusals do not (a not-yet-valid chain may become valid during the
+    /// connection): the memo reuses them briefly only.
     pub(crate) fn is_cacheable(&self) -> bool {
         !matches!(
             self,
@@ -241,8 +242,10 @@ pub(crate) fn verify_chain(
     // dates of every certificate, the root's included; webpki's trust anchors keep neither.
     // Refusing a path here makes webpki try the next one (another root with the same name).
     let anchor_ok = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        // webpki hands back a reference into the anchors it was given; should that ever
+        // change, refuse rather than skip the root's checks.
         let Some(i) = anchor_index(path) else {
-            return Ok(());
+            return Err(webpki::Error::UnknownIssuer);
         };
         if pool.anchor_usages(i).is_some_and(|u| !u.allows(usage)) {
             #[allow(deprecated)]
@@ -281,7 +284,10 @@ pub(crate) fn verify_chain(
         }
     }
     // The root's dates also bound the per-request check (a root can expire mid-connection).
-    if let Some(v) = anchor_index(&path).and_then(|i| pool.anchor_validity(i)) {
+    let Some(anchor) = anchor_index(&path) else {
+        return ChainResult::Rejected(Reason::UnknownAuthority);
+    };
+    if let Some(v) = pool.anchor_validity(anchor) {
         validity = validity.intersect(v);
     }
     match validity.check(now) {

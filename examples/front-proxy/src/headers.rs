@@ -151,10 +151,9 @@ pub(crate) fn set_identity(
         headers.append(REMOTE_GROUP, value("group", group)?);
     }
     for (key, values) in &user.extra {
-        let name = format!(
-            "{REMOTE_EXTRA_PREFIX}{}",
-            header_key_escape(&key.to_lowercase())
-        );
+        // Not lower-cased here (client-go does not): header names fold ASCII case, and the
+        // API server lower-cases the escaped form, so a non-ASCII key arrives as it is.
+        let name = format!("{REMOTE_EXTRA_PREFIX}{}", header_key_escape(key));
         let name = HeaderName::try_from(name)
             .map_err(|_| UnrepresentableIdentity { what: "extra key" })?;
         for v in values {
@@ -270,6 +269,22 @@ mod tests {
             let suffix = &name.as_str()[REMOTE_EXTRA_PREFIX.len()..];
             assert_eq!(path_unescape(suffix).as_deref(), Some(key), "{key}");
         }
+    }
+
+    #[test]
+    fn extra_keys_keep_non_ascii_case_as_client_go_sends_them() {
+        let mut user = UserInfo::new("alice");
+        user.extra.insert("Team-Ä".into(), vec!["x".into()]);
+        let mut headers = HeaderMap::new();
+        set_identity(&mut headers, &user).unwrap();
+        let name = headers
+            .keys()
+            .find(|n| n.as_str().starts_with(REMOTE_EXTRA_PREFIX))
+            .unwrap();
+        // Header names fold ASCII case; the escaped non-ASCII letter is kept (Ä, not ä).
+        assert_eq!(name.as_str(), "x-remote-extra-team-%c3%84");
+        let suffix = &name.as_str()[REMOTE_EXTRA_PREFIX.len()..];
+        assert_eq!(path_unescape(suffix).as_deref(), Some("team-Ä"));
     }
 
     #[test]

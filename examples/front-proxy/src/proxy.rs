@@ -21,6 +21,8 @@ pub(crate) struct Proxy {
     client: reqwest::Client,
     /// The upstream URL without its trailing `/`; the request's path and query follow it.
     base: Arc<str>,
+    /// The upstream URL, to check that a forwarded request still goes there.
+    upstream: Arc<reqwest::Url>,
     /// Identity headers the upstream trusts besides `X-Remote-*`.
     strip: Arc<headers::Strip>,
 }
@@ -34,6 +36,7 @@ impl Proxy {
         Self {
             client,
             base: upstream.as_str().trim_end_matches('/').into(),
+            upstream: Arc::new(upstream.clone()),
             strip: Arc::new(strip),
         }
     }
@@ -90,6 +93,26 @@ pub(crate) fn upstream_client(
         .map_err(|e| pair_error(&e).into())
 }
 
+/// The upstream URL of a request's path and query: the path must be absolute, and the result
+/// must still point at the upstream. (An HTTP/2 `:path` such as `@other-host:10250/pods` would
+/// otherwise turn the upstream's address into user info and send the user's identity headers
+/// and the proxy's client certificate to another host.)
+fn upstream_url(base: &str, upstream: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} is not an absolute path"));
+    }
+    let url = reqwest::Url::parse(&format!("{base}{path}")).map_err(|e| e.to_string())?;
+    if url.scheme() != upstream.scheme()
+        || url.host() != upstream.host()
+        || url.port_or_known_default() != upstream.port_or_known_default()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(format!("{path:?} does not stay on the upstream"));
+    }
+    Ok(url)
+}
+
 /// Forwards an authenticated request upstream and streams the answer back.
 pub(crate) async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -110,7 +133,7 @@ pub(crate) async fn forward(State(proxy): State<Proxy>, request: Request) -> Res
         );
     }
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let url = match reqwest::Url::parse(&format!("{}{path}", proxy.base)) {
+    let url = match upstream_url(&proxy.base, &proxy.upstream, path) {
         Ok(url) => url,
         Err(e) => {
             return status(
@@ -193,4 +216,49 @@ pub(crate) fn status(code: StatusCode, reason: &str, message: &str) -> Response 
     let mut text = body.to_string();
     text.push('\n');
     (code, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upstream_url;
+
+    fn check(upstream: &str, path: &str) -> Result<String, String> {
+        let upstream = reqwest::Url::parse(upstream).unwrap();
+        let base = upstream.as_str().trim_end_matches('/').to_owned();
+        upstream_url(&base, &upstream, path).map(String::from)
+    }
+
+    #[test]
+    fn paths_are_appended_to_the_upstream() {
+        let up = "https://127.0.0.1:6443";
+        assert_eq!(
+            check(up, "/api/v1/namespaces/default/pods?watch=true").unwrap(),
+            "https://127.0.0.1:6443/api/v1/namespaces/default/pods?watch=true"
+        );
+        assert_eq!(check(up, "/").unwrap(), "https://127.0.0.1:6443/");
+        assert_eq!(
+            check(up, "//other.example/x").unwrap(),
+            "https://127.0.0.1:6443//other.example/x"
+        );
+        assert_eq!(
+            check("https://apiserver.example/prefix/", "/api").unwrap(),
+            "https://apiserver.example/prefix/api"
+        );
+    }
+
+    #[test]
+    fn a_path_cannot_send_the_request_to_another_host() {
+        for path in [
+            "@internal.example:10250/pods",
+            "@internal.example/pods",
+            ".evil.example/x",
+            ":10250/pods",
+            "\\\\evil.example/x",
+            "evil",
+            "",
+        ] {
+            let got = check("https://127.0.0.1:6443", path);
+            assert!(got.is_err(), "{path:?} gave {got:?}");
+        }
+    }
 }

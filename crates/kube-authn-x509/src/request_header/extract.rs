@@ -8,18 +8,20 @@ use kube_authn_core::UserInfo;
 
 use super::config::Compiled;
 
-/// A header value as text; values that are not UTF-8 are ignored.
-fn text(value: &HeaderValue) -> Option<&str> {
-    std::str::from_utf8(value.as_bytes()).ok()
+/// A header value as text. Go takes header bytes as they are; bytes that are not UTF-8 become
+/// U+FFFD here, so such a value still counts where it stands (a later username header must
+/// not win because the first one is not UTF-8).
+fn text(value: &HeaderValue) -> String {
+    String::from_utf8_lossy(value.as_bytes()).into_owned()
 }
 
 /// The first value of the first of `names` whose first value is non-empty (Go's `h.Get`).
 fn first_non_empty(headers: &HeaderMap, names: &[HeaderName]) -> Option<String> {
     names
         .iter()
-        .filter_map(|n| headers.get(n).and_then(text))
+        .filter_map(|n| headers.get(n))
         .find(|v| !v.is_empty())
-        .map(str::to_owned)
+        .map(text)
 }
 
 /// Whether `name` (lower case, as `http` keeps it) starts with `prefix` (lower case).
@@ -34,9 +36,9 @@ pub(crate) fn user_from_headers(headers: &HeaderMap, config: &Compiled) -> Optio
     let groups = config
         .group
         .iter()
-        .flat_map(|n| headers.get_all(n).iter().filter_map(text))
+        .flat_map(|n| headers.get_all(n).iter())
         .filter(|v| !v.is_empty())
-        .map(str::to_owned)
+        .map(text)
         .collect();
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for prefix in &config.extra_prefixes {
@@ -47,13 +49,7 @@ pub(crate) fn user_from_headers(headers: &HeaderMap, config: &Compiled) -> Optio
             let suffix = &name.as_str()[prefix.len()..];
             let key = path_unescape(suffix).unwrap_or_else(|| suffix.to_owned());
             let values = extra.entry(key).or_default();
-            values.extend(
-                headers
-                    .get_all(name)
-                    .iter()
-                    .filter_map(text)
-                    .map(str::to_owned),
-            );
+            values.extend(headers.get_all(name).iter().map(text));
         }
     }
     Some(UserInfo {

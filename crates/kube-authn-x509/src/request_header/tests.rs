@@ -320,6 +320,36 @@ fn escaped_headers() -> Vec<(&'static str, &'static str, &'static str)> {
     ]
 }
 
+/// Go reads header bytes as they are, so a username header whose value is not UTF-8 still
+/// decides: a later username header (which the proxy may have passed through from its client)
+/// must not win. The same holds for uid; group and extra values are kept, not dropped.
+#[test]
+fn values_that_are_not_utf8_still_count_where_they_stand() {
+    let pki = TestPki::shared();
+    let config = RequestHeaderConfig::new()
+        .username_headers(["X-Remote-User", "X-Forwarded-User"])
+        .uid_headers(["X-Remote-Uid", "X-Forwarded-Uid"])
+        .group_headers(["X-Remote-Group"])
+        .extra_headers_prefix(["X-Remote-Extra-"]);
+    let auth = RequestHeaderAuthenticator::new(bundle(&pki.front_proxy_ca), &config).unwrap();
+    let mut sent = headers(&[
+        ("X-Forwarded-User", &["admin"]),
+        ("X-Forwarded-Uid", &["0"]),
+        ("X-Remote-Group", &["devs"]),
+    ]);
+    let latin1 = |b: &'static [u8]| HeaderValue::from_bytes(b).unwrap();
+    sent.insert("x-remote-user", latin1(b"jos\xe9"));
+    sent.insert("x-remote-uid", latin1(b"u\xff"));
+    sent.append("x-remote-group", latin1(b"caf\xe9"));
+    sent.append("x-remote-extra-scope", latin1(b"\xfe"));
+    let (result, _) = run(&auth, Some(pki.proxy_client.chain()), sent);
+    let user = result.unwrap().unwrap().user;
+    assert_eq!(user.username, "jos\u{FFFD}");
+    assert_eq!(user.uid, "u\u{FFFD}");
+    assert_eq!(user.groups, ["devs", "caf\u{FFFD}"]);
+    assert_eq!(user.extra["scope"], ["\u{FFFD}"]);
+}
+
 /// The last "escaped extra keys" row, ``X-Remote-Extra-Abc123!#$+.-_*\^`~|'``, holds a `\`,
 /// which is not a valid HTTP header name character (`http::HeaderName` refuses it, Go's
 /// test builds the header map by hand): its key mapping is checked on the suffix.
