@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -528,4 +529,53 @@ fn bad_flags_and_files_are_refused_with_a_reason() {
         assert!(!status.success(), "accepted {args:?}");
         assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
     }
+}
+
+/// An HTTP/2 `:path` that does not start with `/` (here `?query`, which `http` accepts) is
+/// refused with 400 and a Status body rather than glued to the upstream's address; the
+/// connection goes on serving. (reqwest cannot send such a path: this speaks HTTP/2 with h2.)
+#[tokio::test]
+async fn an_http2_path_that_is_not_absolute_is_refused() {
+    let chain = Chain::start();
+    let tls = tls_client_config(&chain.ca(), None, &[b"h2"]);
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", chain.proxy.port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut h2, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let send = |h2: &mut h2::client::SendRequest<bytes::Bytes>, uri: http::Uri| {
+        let request = http::Request::get(uri)
+            .header("authorization", "Bearer token1")
+            .body(())
+            .unwrap();
+        h2.send_request(request, true).unwrap().0
+    };
+    // Without scheme and authority, h2 sends the path as it is.
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("?watch=true"));
+    let response = send(&mut h2, http::Uri::from_parts(parts).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let mut body = response.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        text.extend_from_slice(&chunk);
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let status: Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["code"], 400);
+    let message = status["message"].as_str().unwrap();
+    assert!(message.contains("is not an absolute path"), "{status}");
+
+    let uri = format!("https://127.0.0.1:{}/version", chain.proxy.port);
+    let response = send(&mut h2, uri.parse().unwrap()).await.unwrap();
+    assert_eq!(response.status(), 200);
 }

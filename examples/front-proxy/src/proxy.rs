@@ -94,9 +94,11 @@ pub(crate) fn upstream_client(
 }
 
 /// The upstream URL of a request's path and query: the path must be absolute, and the result
-/// must still point at the upstream. (An HTTP/2 `:path` such as `@other-host:10250/pods` would
-/// otherwise turn the upstream's address into user info and send the user's identity headers
-/// and the proxy's client certificate to another host.)
+/// must still point at the upstream. A path glued to the upstream's address must never be able
+/// to move the host: `@other-host:10250/pods` would turn the address into user info and send
+/// the user's identity headers and the proxy's client certificate elsewhere. (`http` 1.x
+/// refuses such a path when it parses the request; this does not rely on it. HTTP/2 clients
+/// can still send `?query` without a path, which is refused here too.)
 fn upstream_url(base: &str, upstream: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
     if !path.starts_with('/') {
         return Err(format!("{path:?} is not an absolute path"));
