@@ -65,14 +65,28 @@ async fn chromium_follows_logs_with_the_bearer_subprotocol() {
         "{v}"
     );
 
-    // A wrong token: 401 to the upgrade, the socket never opens.
+    // A wrong token: 401 to the upgrade (a bad credential is never anonymous), the socket
+    // never opens. The page only sees 1006; Chromium's console says why ("HTTP Authentication
+    // failed" for a 401, "Unexpected response code: N" for other codes).
     let v = browser(&url, &["--token=wrong-token", &ca]);
     assert_eq!(v["opened"], false, "{v}");
     assert_eq!(v["closeCode"], 1006, "{v}");
+    assert!(
+        v["console"]
+            .to_string()
+            .contains("HTTP Authentication failed"),
+        "{v}"
+    );
 
-    // No token: anonymous is forbidden to read logs, the socket never opens.
+    // No token: anonymous is forbidden to read logs (403), the socket never opens.
     let v = browser(&url, &[&ca]);
     assert_eq!(v["opened"], false, "{v}");
+    assert!(
+        v["console"]
+            .to_string()
+            .contains("Unexpected response code: 403"),
+        "{v}"
+    );
 
     // The same stream as a watch of pods.
     let watch = format!(

@@ -168,8 +168,21 @@ async fn whoami_through_the_proxy_is_the_token_user() {
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(resp.text().await.unwrap(), UNAUTHORIZED);
     }
+    // The upstream (anonymous off) logs every request it rejects, with its path, under
+    // kube_authn::rejected: nothing of the above may have arrived there.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let upstream_log = chain.api.stderr();
-    assert!(!upstream_log.contains("wrong"), "{upstream_log}");
+    assert!(!upstream_log.contains(SSR_PATH), "{upstream_log}");
+    // The control: the same request sent to the upstream directly does leave that line.
+    let resp = c
+        .post(format!("{}{SSR_PATH}", chain.api.url()))
+        .body(SSR_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let log = chain.api.wait_for_stderr(SSR_PATH, Duration::from_secs(5));
+    assert!(log.contains("kube_authn::rejected"), "{log}");
 }
 
 /// A user of the proxy's `--client-ca-file` reaches the upstream with its groups and its
@@ -271,9 +284,16 @@ async fn identity_headers_sent_to_the_proxy_are_dropped() {
         "the client's own identity headers reached the upstream: {body}"
     );
 
-    // Without a credential the proxy does not pass the headers on at all.
+    // Without a credential the proxy does not pass the request on at all (the upstream logs
+    // every request it rejects, with its path; see whoami_through_the_proxy_is_the_token_user).
     let (status, _) = whoami(&c, &chain.proxy.url(), &spoof).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let upstream_log = chain.api.stderr();
+    assert!(
+        !upstream_log.contains("kube_authn::rejected"),
+        "{upstream_log}"
+    );
 }
 
 // (e)

@@ -351,6 +351,9 @@ mod tests {
         let union = Union::new(vec![a.clone(), b.clone()]);
         let fut = union.authenticate_request(parts());
         assert!(fut.is_ready());
+        let outcome = fut.into_ready().ok().unwrap();
+        assert_eq!(name(&outcome.result), Some("fresh_ferret"));
+        assert_eq!(a.calls.load(Ordering::SeqCst), 1);
         assert_eq!(b.calls.load(Ordering::SeqCst), 0);
     }
 }

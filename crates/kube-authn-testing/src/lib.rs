@@ -585,6 +585,26 @@ impl TestPki {
         not_before: SystemTime,
         not_after: SystemTime,
     ) -> Result<Issued, PkiError> {
+        self.issue_client_by(
+            &self.client_ca,
+            name,
+            common_name,
+            organizations,
+            not_before,
+            not_after,
+        )
+    }
+
+    /// [`Self::issue_client`] signed by `issuer` (for example the front-proxy CA).
+    pub fn issue_client_by(
+        &self,
+        issuer: &Issued,
+        name: &'static str,
+        common_name: &str,
+        organizations: &[&str],
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<Issued, PkiError> {
         let mut p = client_params(&[cn(common_name)]);
         for (i, org) in organizations.iter().enumerate() {
             // rcgen keeps one value per type; extra organisations go through placeholders.
@@ -600,7 +620,7 @@ impl TestPki {
         let since = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         p.not_before = date_time_ymd(1970, 1, 1) + since(not_before);
         p.not_after = date_time_ymd(1970, 1, 1) + since(not_after);
-        issue(name, p, Some(&self.client_ca))
+        issue(name, p, Some(issuer))
     }
 }
 

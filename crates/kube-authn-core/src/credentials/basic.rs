@@ -261,7 +261,9 @@ mod tests {
             buffer.inline.windows(6).any(|w| w == b"hunter"),
             "the test needs a partial decoding to wipe"
         );
-        // What `Drop` runs.
+        // `Drop` runs `wipe` (memory after a drop cannot be read without `unsafe`, which this
+        // crate forbids): what this shows is that `wipe` covers a half-decoded credential,
+        // i.e. that `dirty` was set before the decoding could fail.
         buffer.wipe();
         assert!(buffer.inline.iter().all(|&b| b == 0));
     }

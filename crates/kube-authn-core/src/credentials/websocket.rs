@@ -189,7 +189,8 @@ mod tests {
             outcome: Outcome,
             ok: bool,
             err: Option<&'static str>,
-            after: Option<&'static [&'static str]>,
+            /// The protocol header the request goes on with (unchanged unless authenticated).
+            after: &'static [&'static str],
         }
         let cases = [
             Case {
@@ -199,7 +200,7 @@ mod tests {
                 outcome: User("user"),
                 ok: true,
                 err: None,
-                after: None,
+                after: &["dummy"],
             },
             Case {
                 name: "TestAuthenticateRequestMultipleConnectionHeaders",
@@ -208,7 +209,7 @@ mod tests {
                 outcome: User("user"),
                 ok: true,
                 err: None,
-                after: None,
+                after: &["dummy"],
             },
             Case {
                 name: "TestAuthenticateRequestTokenInvalid",
@@ -217,7 +218,7 @@ mod tests {
                 outcome: NoOpinion,
                 ok: false,
                 err: Some("invalid bearer token"),
-                after: Some(&[TOKEN_DUMMY]),
+                after: &[TOKEN_DUMMY],
             },
             Case {
                 name: "TestAuthenticateRequestTokenInvalidCustomError",
@@ -226,7 +227,7 @@ mod tests {
                 outcome: Error("custom"),
                 ok: false,
                 err: Some("custom"),
-                after: Some(&[TOKEN_DUMMY]),
+                after: &[TOKEN_DUMMY],
             },
             Case {
                 name: "TestAuthenticateRequestTokenError",
@@ -235,7 +236,7 @@ mod tests {
                 outcome: Error("error"),
                 ok: false,
                 err: Some("error"),
-                after: Some(&[TOKEN_DUMMY]),
+                after: &[TOKEN_DUMMY],
             },
             Case {
                 name: "TestAuthenticateRequestBadValue/no headers",
@@ -244,7 +245,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: None,
-                after: None,
+                after: &[],
             },
             Case {
                 name: "TestAuthenticateRequestBadValue/other-protocol",
@@ -253,7 +254,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: None,
-                after: None,
+                after: &["other-protocol"],
             },
             Case {
                 name: "TestAuthenticateRequestBadValue/empty token",
@@ -262,7 +263,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: None,
-                after: None,
+                after: &["base64url.bearer.authorization.k8s.io."],
             },
             Case {
                 name: "TestBearerToken/no header",
@@ -271,7 +272,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: None,
-                after: Some(&[]),
+                after: &[],
             },
             Case {
                 name: "TestBearerToken/empty header",
@@ -280,7 +281,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: None,
-                after: Some(&[""]),
+                after: &[""],
             },
             Case {
                 name: "TestBearerToken/non-bearer header",
@@ -289,7 +290,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: None,
-                after: Some(&["undefined"]),
+                after: &["undefined"],
             },
             Case {
                 name: "TestBearerToken/empty bearer token",
@@ -298,7 +299,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: None,
-                after: Some(&["base64url.bearer.authorization.k8s.io."]),
+                after: &["base64url.bearer.authorization.k8s.io."],
             },
             Case {
                 name: "TestBearerToken/valid bearer token removing header",
@@ -310,7 +311,7 @@ mod tests {
                 outcome: User("myuser"),
                 ok: true,
                 err: None,
-                after: Some(&["dummy,dummy2"]),
+                after: &["dummy,dummy2"],
             },
             Case {
                 name: "TestBearerToken/invalid bearer token",
@@ -319,7 +320,7 @@ mod tests {
                 outcome: NoOpinion,
                 ok: false,
                 err: Some("invalid bearer token"),
-                after: Some(&[TOKEN_DUMMY]),
+                after: &[TOKEN_DUMMY],
             },
             Case {
                 name: "TestBearerToken/error bearer token",
@@ -328,7 +329,7 @@ mod tests {
                 outcome: Error("error"),
                 ok: false,
                 err: Some("error"),
-                after: Some(&[TOKEN_DUMMY]),
+                after: &[TOKEN_DUMMY],
             },
             // derived edge cases (from the upstream code)
             Case {
@@ -338,7 +339,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: Some("missing additional subprotocol"),
-                after: Some(&["base64url.bearer.authorization.k8s.io.dG9rZW4"]),
+                after: &["base64url.bearer.authorization.k8s.io.dG9rZW4"],
             },
             Case {
                 name: "two tokens on one line",
@@ -349,7 +350,9 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: Some("multiple base64.bearer.authorization tokens specified"),
-                after: None,
+                after: &[
+                    "base64url.bearer.authorization.k8s.io.dG9rZW4, base64url.bearer.authorization.k8s.io.dG9rZW4, x",
+                ],
             },
             Case {
                 name: "two tokens across lines",
@@ -361,7 +364,10 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: Some("multiple base64.bearer.authorization tokens specified"),
-                after: None,
+                after: &[
+                    "base64url.bearer.authorization.k8s.io.dG9rZW4, x",
+                    "base64url.bearer.authorization.k8s.io.dG9rZW4",
+                ],
             },
             Case {
                 name: "padded base64",
@@ -370,7 +376,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: Some("invalid base64.bearer.authorization token encoding"),
-                after: None,
+                after: &["base64url.bearer.authorization.k8s.io.dG9rZW4=, x"],
             },
             Case {
                 name: "standard alphabet",
@@ -379,7 +385,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: Some("invalid base64.bearer.authorization token encoding"),
-                after: None,
+                after: &["base64url.bearer.authorization.k8s.io.+/+/, x"],
             },
             Case {
                 name: "not utf-8",
@@ -388,7 +394,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: Some("invalid base64.bearer.authorization token"),
-                after: None,
+                after: &["base64url.bearer.authorization.k8s.io._w, x"],
             },
             Case {
                 name: "browser comma and space",
@@ -397,7 +403,7 @@ mod tests {
                 outcome: User("user"),
                 ok: true,
                 err: None,
-                after: Some(&["base64.binary.k8s.io"]),
+                after: &["base64.binary.k8s.io"],
             },
             Case {
                 name: "empty other entry counts",
@@ -406,7 +412,7 @@ mod tests {
                 outcome: User("user"),
                 ok: true,
                 err: None,
-                after: Some(&[""]),
+                after: &[""],
             },
             Case {
                 name: "keep-alive, Upgrade",
@@ -415,7 +421,7 @@ mod tests {
                 outcome: User("user"),
                 ok: true,
                 err: None,
-                after: Some(&["dummy"]),
+                after: &["dummy"],
             },
             Case {
                 name: "not an upgrade",
@@ -424,7 +430,7 @@ mod tests {
                 outcome: MustNotBeCalled,
                 ok: false,
                 err: None,
-                after: Some(&[TOKEN_DUMMY]),
+                after: &[TOKEN_DUMMY],
             },
         ];
         for c in cases {
@@ -445,9 +451,7 @@ mod tests {
                 (Some(msg), Ok(_)) => panic!("{}: expected error {msg}", c.name),
                 (None, Ok(_)) => {}
             }
-            if let Some(after) = c.after {
-                assert_eq!(protocols(&out.parts), after, "{}", c.name);
-            }
+            assert_eq!(protocols(&out.parts), c.after, "{}", c.name);
         }
     }
 

@@ -486,6 +486,19 @@ fn spoofed_headers_are_removed() {
             ("Accept", &["*/*"]),
         ])
     };
+    // The proxy's own CA and allowed name, only expired.
+    let now = std::time::SystemTime::now();
+    let day = std::time::Duration::from_secs(86_400);
+    let expired_proxy = pki
+        .issue_client_by(
+            &pki.front_proxy_ca,
+            "expired-proxy",
+            "front-proxy-client",
+            &[],
+            now - 30 * day,
+            now - day,
+        )
+        .unwrap();
     let cases: Vec<(&str, Chain, Option<&str>)> = vec![
         ("no certificate", None, None),
         ("empty chain", Some(vec![]), None),
@@ -501,8 +514,8 @@ fn spoofed_headers_are_removed() {
         ),
         (
             "expired certificate",
-            Some(pki.expired.chain()),
-            Some("x509: certificate"),
+            Some(expired_proxy.chain()),
+            Some("x509: certificate has expired or is not yet valid"),
         ),
         (
             "an allowed CN followed by an unreadable CN",

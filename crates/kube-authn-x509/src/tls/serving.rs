@@ -398,8 +398,11 @@ mod tests {
         assert_eq!(target.load().cert[0], pki.serving_rotated.cert_der());
     }
 
+    /// ALPN only: that the config requests client certificates and advertises the CA names is
+    /// shown over real TLS in `tls::tests` (advertised_ca_names_follow_a_reloaded_bundle and
+    /// the client-certificate tests).
     #[test]
-    fn server_config_requests_client_certificates() {
+    fn server_config_offers_h2_and_http1() {
         let pki = TestPki::shared();
         let serving = ServingCert::from_pem(
             pki.serving.cert_pem().as_bytes(),
