@@ -4,7 +4,8 @@
 # takes a few seconds. Meant for Debian 12 as root (no sudo), on a fresh machine too.
 #
 # What it installs, and where:
-#   - Debian packages: chromium (headless websocket peer), wrk (load), curl, libnss3-tools
+#   - Debian packages: chromium (headless websocket peer), wrk (load), curl, openssl (the seed's
+#     certificate commands), libnss3-tools
 #     (certutil, for an NSS trust store), ca-certificates.
 #   - A Python venv at $REPO/.peers/venv with the pinned tests/peers/requirements.txt
 #     (kubernetes 37.0.2, websockets 17.4, and their dependencies).
@@ -23,7 +24,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="$REPO/tests/peers"
 VENV="$REPO/.peers/venv"
 KUBECTL=/usr/lib/google-cloud-sdk/bin/kubectl.1.33
-APT_PACKAGES=(chromium wrk curl libnss3-tools ca-certificates)
+APT_PACKAGES=(chromium wrk curl openssl libnss3-tools ca-certificates)
 
 export DEBIAN_FRONTEND=noninteractive
 # playwright-core has no install script today; make sure nothing ever fetches a browser build.

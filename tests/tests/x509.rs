@@ -293,9 +293,69 @@ fn assert_user(r: &Response, username: &str, groups: Value, what: &str) {
 // ---------------------------------------------------------------------------------------------
 // 1. kubectl 1.33
 
+/// Makes `<pki>/jbeda-seed.{crt,key}` with the seed's commands (the Kubernetes documentation's):
+/// a key, a request for `/CN=jbeda/O=app1/O=app2`, signed by the client CA with
+/// `openssl x509 -req` and no extension file, which makes an X.509 version 1 certificate.
+fn seed_certificate(s: &Server) -> &'static str {
+    let dir = s.dir.path().join("pki");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .expect("openssl (installed by scripts/install-test-deps.sh)");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    openssl(&["genrsa", "-out", "jbeda-seed.key", "2048"]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        "jbeda-seed.key",
+        "-out",
+        "jbeda-seed.csr",
+        "-subj",
+        "/CN=jbeda/O=app1/O=app2",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "jbeda-seed.csr",
+        "-CA",
+        "client-ca.crt",
+        "-CAkey",
+        "client-ca.key",
+        "-CAcreateserial",
+        "-out",
+        "jbeda-seed.crt",
+        "-days",
+        "365",
+    ]);
+    let text = openssl(&["x509", "-in", "jbeda-seed.crt", "-noout", "-text"]);
+    assert!(
+        text.contains("Version: 1 (0x0)") && !text.contains("X509v3"),
+        "expected a version 1 certificate without extensions:\n{text}"
+    );
+    "jbeda-seed"
+}
+
 #[test]
 fn kubectl_auth_whoami_with_a_client_certificate() {
     let s = start();
+    for name in ["jbeda", seed_certificate(&s)] {
+        kubectl_whoami_with(&s, name);
+    }
+}
+
+/// `kubectl auth whoami` (JSON and table) with `<pki>/<name>.{crt,key}`: jbeda in app1, app2.
+fn kubectl_whoami_with(s: &Server, name: &str) {
     let home = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         let out = Command::new(KUBECTL)
@@ -304,15 +364,15 @@ fn kubectl_auth_whoami_with_a_client_certificate() {
             .arg(format!("--server={}", s.url()))
             .arg(format!(
                 "--certificate-authority={}",
-                pki_file(&s, "root-ca.crt").display()
+                pki_file(s, "root-ca.crt").display()
             ))
             .arg(format!(
                 "--client-certificate={}",
-                pki_file(&s, "jbeda.crt").display()
+                pki_file(s, &format!("{name}.crt")).display()
             ))
             .arg(format!(
                 "--client-key={}",
-                pki_file(&s, "jbeda.key").display()
+                pki_file(s, &format!("{name}.key")).display()
             ))
             .arg("--request-timeout=20s")
             .args(args)
@@ -320,7 +380,10 @@ fn kubectl_auth_whoami_with_a_client_certificate() {
             .expect("kubectl 1.33 is preinstalled on this machine");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "kubectl {args:?}: {stderr}\n{stdout}");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} with {name}: {stderr}\n{stdout}"
+        );
         stdout
     };
 
@@ -381,13 +444,15 @@ fn curl_with_client_certificates() {
     let s = start();
     let status_401: Value = serde_json::from_str(UNAUTHORIZED).unwrap();
 
-    let (code, v) = curl_whoami(&s, "jbeda.crt", "jbeda.key");
-    assert_eq!(code, 201, "{v}");
-    assert_eq!(v["status"]["userInfo"]["username"], "jbeda");
-    assert_eq!(
-        v["status"]["userInfo"]["groups"],
-        json!(["app1", "app2", "system:authenticated"])
-    );
+    for name in ["jbeda", seed_certificate(&s)] {
+        let (code, v) = curl_whoami(&s, &format!("{name}.crt"), &format!("{name}.key"));
+        assert_eq!(code, 201, "{name}: {v}");
+        assert_eq!(v["status"]["userInfo"]["username"], "jbeda");
+        assert_eq!(
+            v["status"]["userInfo"]["groups"],
+            json!(["app1", "app2", "system:authenticated"])
+        );
+    }
 
     // Refused certificates: 401 with the Kubernetes Status body (curl gets it pretty-printed),
     // and the precise reason in the server's log.
@@ -471,10 +536,12 @@ fn py_whoami(s: &Server, name: &str) -> (i32, Value) {
 #[test]
 fn python_client_with_a_client_certificate() {
     let s = start();
-    let (code, v) = py_whoami(&s, "jbeda");
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(v["username"], "jbeda");
-    assert_eq!(v["groups"], json!(["app1", "app2", "system:authenticated"]));
+    for name in ["jbeda", seed_certificate(&s)] {
+        let (code, v) = py_whoami(&s, name);
+        assert_eq!(code, 0, "{name}: {v}");
+        assert_eq!(v["username"], "jbeda");
+        assert_eq!(v["groups"], json!(["app1", "app2", "system:authenticated"]));
+    }
 
     let (code, v) = py_whoami(&s, "expired");
     assert_eq!(code, 1, "{v}");

@@ -4,9 +4,10 @@
 //! PKCS#8), every certificate the x509 and authenticating-proxy tests need: a root CA (it
 //! signs the serving certificate), a client CA, an intermediate CA below the client CA, a
 //! front-proxy CA and an unrelated CA, and the leaf certificates listed on [`TestPki`]. The
-//! client certificate `jbeda` is made the way the Kubernetes documentation makes one
-//! (`openssl req -new -key jbeda.pem -subj "/CN=jbeda/O=app1/O=app2"`, signed by the client CA,
-//! client-auth extended key usage).
+//! client certificate `jbeda-openssl` is what the Kubernetes documentation's commands make
+//! (`openssl req -new -key jbeda.pem -subj "/CN=jbeda/O=app1/O=app2"`, signed with
+//! `openssl x509 -req`: an X.509 version 1 certificate without extensions); `jbeda` is the same
+//! subject as a version 3 certificate with the client-auth extended key usage.
 //!
 //! Keys are random, so every run makes a new PKI; validity dates are fixed (valid certificates
 //! run from 2020-01-01 to 2120-01-01, the expired one ended in 2001, the not-yet-valid one
@@ -161,9 +162,16 @@ pub struct TestPki {
     /// `CN=kube-authn test other CA`: trusted by nobody.
     pub other_ca: Issued,
 
-    /// `CN=jbeda, O=app1, O=app2`, client auth, signed by the client CA (the Kubernetes docs'
-    /// certificate).
+    /// `CN=jbeda, O=app1, O=app2`, client auth, signed by the client CA: the Kubernetes docs'
+    /// certificate as an X.509 version 3 certificate with the client-auth usage (what rustls
+    /// clients can present; [`Self::jbeda_openssl`] is the seed's exact form).
     pub jbeda: Issued,
+    /// `CN=jbeda, O=app1, O=app2`, signed by the client CA, exactly as the seed's commands make
+    /// it (`openssl req -new -key jbeda.pem -subj "/CN=jbeda/O=app1/O=app2"`, then
+    /// `openssl x509 -req` without an extension file): an X.509 version 1 certificate with no
+    /// extension at all (so no extended key usage, which Go reads as any usage). rustls clients
+    /// refuse to present it (they read version 3 only); Go, curl and Python do.
+    pub jbeda_openssl: Issued,
     /// `CN=jbeda-via-intermediate, O=app3`, client auth, signed by the intermediate CA.
     pub via_intermediate: Issued,
     /// `CN=expired`, client auth, valid 2000-01-01 to 2001-01-01, signed by the client CA.
@@ -320,6 +328,14 @@ impl TestPki {
             client_params(&[cn("jbeda"), o("app1"), again(O_OID, "app2")]),
             Some(&client_ca),
         )?;
+        let jbeda_openssl = to_version1(
+            issue(
+                "jbeda-openssl",
+                client_params(&[cn("jbeda"), o("app1"), again(O_OID, "app2")]),
+                Some(&client_ca),
+            )?,
+            &client_ca,
+        )?;
         let via_intermediate = issue(
             "jbeda-via-intermediate",
             client_params(&[cn("jbeda-via-intermediate"), o("app3")]),
@@ -433,6 +449,7 @@ impl TestPki {
             front_proxy_ca,
             other_ca,
             jbeda,
+            jbeda_openssl,
             via_intermediate,
             expired,
             not_yet_valid,
@@ -473,6 +490,7 @@ impl TestPki {
             &self.front_proxy_ca,
             &self.other_ca,
             &self.jbeda,
+            &self.jbeda_openssl,
             &self.via_intermediate,
             &self.expired,
             &self.not_yet_valid,
@@ -595,6 +613,28 @@ impl TestPki {
         )
     }
 
+    /// [`Self::issue_client_by`] as an X.509 version 1 certificate without extensions, as
+    /// `openssl x509 -req` makes it without an extension file.
+    pub fn issue_client_v1_by(
+        &self,
+        issuer: &Issued,
+        name: &'static str,
+        common_name: &str,
+        organizations: &[&str],
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<Issued, PkiError> {
+        let issued = self.issue_client_by(
+            issuer,
+            name,
+            common_name,
+            organizations,
+            not_before,
+            not_after,
+        )?;
+        to_version1(issued, issuer)
+    }
+
     /// [`Self::issue_client`] signed by `issuer` (for example the front-proxy CA).
     pub fn issue_client_by(
         &self,
@@ -696,24 +736,10 @@ fn patch_and_resign(
     to: &[u8],
     key: &KeyPair,
 ) -> Result<CertificateDer<'static>, PkiError> {
-    use rcgen::SigningKey;
     if from.len() != to.len() {
         return Err(PkiError::Patch("replacement of another length"));
     }
-    let (outer_header, _) = tlv(cert)?;
-    let body = &cert[outer_header..];
-    let (tbs_header, tbs_len) = tlv(body)?;
-    let tbs_end = tbs_header + tbs_len;
-    let mut tbs = body
-        .get(..tbs_end)
-        .ok_or(PkiError::Patch("truncated"))?
-        .to_vec();
-    let rest = &body[tbs_end..];
-    let (alg_header, alg_len) = tlv(rest)?;
-    let alg = rest
-        .get(..alg_header + alg_len)
-        .ok_or(PkiError::Patch("truncated"))?;
-
+    let (mut tbs, alg) = split(cert)?;
     let mut found = 0;
     let mut i = 0;
     while i + from.len() <= tbs.len() {
@@ -728,6 +754,58 @@ fn patch_and_resign(
     if found == 0 {
         return Err(PkiError::Patch("placeholder not found"));
     }
+    sign(tbs, alg, key)
+}
+
+/// The to-be-signed part of `cert` (whole element) and its signature algorithm (whole element).
+fn split(cert: &[u8]) -> Result<(Vec<u8>, &[u8]), PkiError> {
+    let (outer_header, _) = tlv(cert)?;
+    let body = cert
+        .get(outer_header..)
+        .ok_or(PkiError::Patch("truncated"))?;
+    let (tbs_header, tbs_len) = tlv(body)?;
+    let tbs_end = tbs_header + tbs_len;
+    let tbs = body
+        .get(..tbs_end)
+        .ok_or(PkiError::Patch("truncated"))?
+        .to_vec();
+    let rest = &body[tbs_end..];
+    let (alg_header, alg_len) = tlv(rest)?;
+    let alg = rest
+        .get(..alg_header + alg_len)
+        .ok_or(PkiError::Patch("truncated"))?;
+    Ok((tbs, alg))
+}
+
+/// Rewrites `issued` as an X.509 version 1 certificate: no `version` field and no extensions
+/// (what `openssl x509 -req` makes without an extension file), signed again by `issuer`.
+fn to_version1(mut issued: Issued, issuer: &Issued) -> Result<Issued, PkiError> {
+    let (tbs, alg) = split(&issued.cert)?;
+    let (header, len) = tlv(&tbs)?;
+    let mut fields = tbs
+        .get(header..header + len)
+        .ok_or(PkiError::Patch("truncated"))?;
+    let mut kept = Vec::new();
+    while !fields.is_empty() {
+        let (h, l) = tlv(fields)?;
+        let field = fields.get(..h + l).ok_or(PkiError::Patch("truncated"))?;
+        // [0] version, [1] issuerUniqueID, [2] subjectUniqueID, [3] extensions.
+        if !matches!(field[0], 0xa0 | 0x81 | 0x82 | 0xa1 | 0xa2 | 0xa3) {
+            kept.extend_from_slice(field);
+        }
+        fields = &fields[h + l..];
+    }
+    let mut v1 = vec![0x30];
+    encode_len(&mut v1, kept.len());
+    v1.extend_from_slice(&kept);
+    issued.cert = sign(v1, alg, &issuer.key)?;
+    Ok(issued)
+}
+
+/// A certificate of `tbs` (whole element) signed by `key` with the algorithm `alg` (whole
+/// element, as the issuer's key uses it).
+fn sign(tbs: Vec<u8>, alg: &[u8], key: &KeyPair) -> Result<CertificateDer<'static>, PkiError> {
+    use rcgen::SigningKey;
     let signature = key.sign(&tbs)?;
 
     let mut bit_string = vec![0x03];

@@ -64,6 +64,7 @@
 
 #![forbid(unsafe_code)]
 
+mod der;
 mod identity;
 mod peer;
 mod pool;

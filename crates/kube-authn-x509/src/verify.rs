@@ -5,12 +5,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use webpki::{
     EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter, KeyUsage,
     RequiredEkuNotFoundContext,
 };
 
+use crate::der::RawCert;
+use crate::identity::Usages;
 use crate::peer::{MemoKey, PeerCertificates};
 use crate::pool::{CaBundle, CaPool};
 
@@ -229,8 +231,18 @@ pub(crate) fn verify_chain(
     let Some(mut validity) = crate::identity::validity_of(leaf) else {
         return ChainResult::Rejected(Reason::Malformed);
     };
+    let Some(raw) = RawCert::parse(leaf) else {
+        return ChainResult::Rejected(Reason::Malformed);
+    };
+    if raw.version1 {
+        // webpki reads version 3 only; Go accepts what `openssl x509 -req` makes.
+        return verify_direct(pool, leaf, &raw, validity, now, usage);
+    }
     let end_entity = match EndEntityCert::try_from(leaf) {
         Ok(ee) => ee,
+        Err(webpki::Error::CaUsedAsEndEntity) => {
+            return verify_direct(pool, leaf, &raw, validity, now, usage);
+        }
         Err(e) => return ChainResult::Rejected(e.into()),
     };
     let intermediates = chain.get(1..).unwrap_or_default();
@@ -275,6 +287,10 @@ pub(crate) fn verify_chain(
         Some(&anchor_ok),
     ) {
         Ok(path) => path,
+        // Go verifies a CA certificate presented as the client certificate like any other.
+        Err(webpki::Error::CaUsedAsEndEntity) => {
+            return verify_direct(pool, leaf, &raw, validity, now, usage);
+        }
         Err(e) => return ChainResult::Rejected(e.into()),
     };
     for cert in path.intermediate_certificates() {
@@ -296,8 +312,62 @@ pub(crate) fn verify_chain(
     }
 }
 
-/// Verifies the connection's chain against `pool` once per pool generation and usage, then
-/// checks the chain's dates against `now` (every request).
+/// Verifies, without webpki, a leaf webpki will not take as an end entity (an X.509 version 1
+/// certificate, a CA certificate) but Go's `x509.Verify` accepts: the leaf must be one of the
+/// pool's certificates itself, or be signed directly by one of them (same issuer name, the
+/// signature checked with the CA's key). Longer paths through intermediates are refused
+/// (unknown authority), as is an issuing CA with name constraints (webpki would have enforced
+/// them). Usages and dates are checked on the leaf and the CA as on any other path.
+fn verify_direct(
+    pool: &CaPool,
+    leaf: &CertificateDer<'_>,
+    raw: &RawCert<'_>,
+    leaf_validity: Validity,
+    now: UnixTime,
+    usage: RequiredUsage,
+) -> ChainResult {
+    match Usages::of(leaf) {
+        None => return ChainResult::Rejected(Reason::Malformed),
+        Some(u) if !u.allows(usage) => return ChainResult::Rejected(Reason::IncompatibleUsage),
+        Some(_) => {}
+    }
+    let mut refusal = Reason::UnknownAuthority;
+    for (i, (anchor, cert)) in pool.anchors().iter().zip(pool.certificates()).enumerate() {
+        let is_the_anchor = cert.as_ref() == leaf.as_ref();
+        if !is_the_anchor
+            && (anchor.subject.as_ref() != raw.issuer
+                || anchor.name_constraints.is_some()
+                || !signed_by(raw, anchor))
+        {
+            continue;
+        }
+        if pool.anchor_usages(i).is_some_and(|u| !u.allows(usage)) {
+            refusal = Reason::IncompatibleUsage;
+            continue;
+        }
+        let validity = pool
+            .anchor_validity(i)
+            .map_or(leaf_validity, |v| leaf_validity.intersect(v));
+        match validity.check(now) {
+            Ok(()) => return ChainResult::Verified(validity),
+            Err(reason) => refusal = reason,
+        }
+    }
+    ChainResult::Rejected(refusal)
+}
+
+/// Whether `anchor`'s key made the signature of `raw`, with the algorithm `raw` names.
+fn signed_by(raw: &RawCert<'_>, anchor: &TrustAnchor<'_>) -> bool {
+    let spki = webpki::spki_for_anchor(anchor);
+    let Ok(key) = webpki::RawPublicKeyEntity::try_from(&spki) else {
+        return false;
+    };
+    webpki::ALL_VERIFICATION_ALGS
+        .iter()
+        .filter(|alg| alg.signature_alg_id().as_ref() == raw.signature_alg)
+        .any(|alg| key.verify_signature(*alg, raw.tbs, raw.signature).is_ok())
+}
+
 /// A source of the current time (tests move it).
 pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
 

@@ -36,12 +36,19 @@ use crate::verify::{ChainPolicy, RequiredUsage};
 /// `x509: certificate specifies an incompatible key usage`, ...
 ///
 /// # Differences from Go's `x509.Verify`
-/// Verification is rustls-webpki's: X.509 v1 certificates, certificates with unknown critical
-/// extensions, and CA certificates presented as the leaf are refused; name constraints are
-/// enforced as webpki does; signature algorithms are those of aws-lc-rs (RSA >= 2048 bits,
-/// ECDSA P-256/P-384/P-521, Ed25519). Extended key usage follows Go (no extension or
-/// `anyExtendedKeyUsage` allows client authentication, checked along the whole chain), and,
-/// as in Go, the trust anchor's own validity dates are checked.
+/// Verification is rustls-webpki's: certificates with unknown critical extensions are refused;
+/// name constraints are enforced as webpki does; signature algorithms are those of aws-lc-rs
+/// (RSA >= 2048 bits, ECDSA P-256/P-384/P-521, Ed25519). Extended key usage follows Go (no
+/// extension or `anyExtendedKeyUsage` allows client authentication, checked along the whole
+/// chain), and, as in Go, the trust anchor's own validity dates are checked.
+///
+/// Two kinds of leaf webpki will not take are verified here as Go does, on a short path only:
+/// X.509 version 1 certificates (what `openssl x509 -req` makes without an extension file, as
+/// in the Kubernetes documentation) and CA certificates presented as the client certificate
+/// (Kubernetes' own test passes a self-signed CA of the pool). Such a leaf must be a
+/// certificate of the bundle itself or be signed directly by one; below an intermediate it is
+/// refused as signed by an unknown authority, as it is when the issuing CA carries name
+/// constraints.
 #[derive(Clone)]
 pub struct X509Authenticator {
     policy: ChainPolicy,
@@ -151,6 +158,7 @@ mod tests {
     use rustls_pki_types::UnixTime;
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
+    use std::time::{Duration, UNIX_EPOCH};
 
     /// 1990-01-01: UnixTime cannot go 100 years back from now as upstream's "future cert"
     /// does; any time before the certificates' 2020 notBefore is equivalent.
@@ -244,6 +252,19 @@ mod tests {
         let default = bundle(&[&pki.client_ca]);
         let hundred_years = 100 * 365 * 86_400;
         let now = UnixTime::now().as_secs();
+        let year = |y: u64| UNIX_EPOCH + Duration::from_secs((y - 1970) * 31_556_952);
+        let v1 = |issuer, name, (from, to)| {
+            pki.issue_client_v1_by(issuer, name, name, &["app1"], year(from), year(to))
+                .unwrap()
+        };
+        let v1_other_ca = v1(&pki.other_ca, "v1-other-ca", (2020, 2120));
+        let v1_expired = v1(&pki.client_ca, "v1-expired", (2000, 2001));
+        let v1_via_intermediate = v1(&pki.intermediate_ca, "v1-via-intermediate", (2020, 2120));
+        let (server_only_ca, _) = pki.server_only_ca_with_client().unwrap();
+        let v1_server_only_ca = v1(&server_only_ca, "v1-server-only-ca", (2020, 2120));
+        let mut v1_bad_signature = pki.jbeda_openssl.cert_der().to_vec();
+        let last = v1_bad_signature.len() - 1;
+        v1_bad_signature[last] ^= 1;
         let cases: Vec<(
             &str,
             X509Authenticator,
@@ -308,9 +329,13 @@ mod tests {
                 "multiple O",
                 X509Authenticator::new(bundle(&[&pki.ca_with_groups])),
                 Some(pki.ca_with_groups.chain()),
-                // Upstream passes the self-signed CA as the client certificate; webpki
-                // refuses a CA certificate as the leaf (documented difference).
-                Want::Error("x509: a CA certificate cannot be used as a client certificate"),
+                // Upstream passes the self-signed CA of the pool as the client certificate.
+                Want::User(user(
+                    "ROOT CA WITH GROUPS",
+                    "",
+                    &["My Org", "My Org 1", "My Org 2"],
+                    &pki.ca_with_groups,
+                )),
             ),
             (
                 "future cert",
@@ -347,6 +372,65 @@ mod tests {
                 X509Authenticator::new(default.clone()),
                 Some(pki.jbeda.chain()),
                 Want::User(user("jbeda", "", &["app1", "app2"], &pki.jbeda)),
+            ),
+            (
+                "openssl x509 -req certificate (version 1, no extensions)",
+                X509Authenticator::new(default.clone()),
+                Some(pki.jbeda_openssl.chain()),
+                Want::User(user("jbeda", "", &["app1", "app2"], &pki.jbeda_openssl)),
+            ),
+            (
+                "version 1 certificate of another CA",
+                X509Authenticator::new(default.clone()),
+                Some(v1_other_ca.chain()),
+                Want::Error("x509: certificate signed by unknown authority"),
+            ),
+            (
+                "version 1 certificate, expired",
+                X509Authenticator::new(default.clone()),
+                Some(v1_expired.chain()),
+                Want::Error("x509: certificate has expired or is not yet valid: current time"),
+            ),
+            (
+                "version 1 certificate below an intermediate (not supported)",
+                X509Authenticator::new(default.clone()),
+                Some(v1_via_intermediate.chain()),
+                Want::Error("x509: certificate signed by unknown authority"),
+            ),
+            (
+                "version 1 certificate with a damaged signature",
+                X509Authenticator::new(default.clone()),
+                Some(vec![CertificateDer::from(v1_bad_signature)]),
+                Want::Error("x509: certificate signed by unknown authority"),
+            ),
+            (
+                "version 1 certificate of a CA restricted to server usage",
+                X509Authenticator::new(bundle(&[&server_only_ca])),
+                Some(v1_server_only_ca.chain()),
+                Want::Error("x509: certificate specifies an incompatible key usage"),
+            ),
+            (
+                "a CA certificate signed by the pool's CA as the client certificate",
+                X509Authenticator::new(default.clone()),
+                Some(vec![pki.intermediate_ca.cert_der()]),
+                Want::User(user(
+                    "kube-authn test intermediate CA",
+                    "",
+                    &[],
+                    &pki.intermediate_ca,
+                )),
+            ),
+            (
+                "the pool's own CA certificate as the client certificate",
+                X509Authenticator::new(default.clone()),
+                Some(pki.client_ca.chain()),
+                Want::User(user("kube-authn test client CA", "", &[], &pki.client_ca)),
+            ),
+            (
+                "a CA certificate of another CA as the client certificate",
+                X509Authenticator::new(default.clone()),
+                Some(pki.other_ca.chain()),
+                Want::Error("x509: certificate signed by unknown authority"),
             ),
             (
                 "expired leaf",

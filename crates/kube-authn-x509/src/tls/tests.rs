@@ -299,3 +299,116 @@ async fn advertised_ca_names_follow_a_reloaded_bundle() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Presents `chain` with `key`, whether or not they belong together (rustls' own
+/// `with_client_auth_cert` refuses a mismatched pair and version 1 certificates).
+#[derive(Debug)]
+struct Present(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Present {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn presenting(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: &Issued,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> TlsConnector {
+    let pki = TestPki::shared();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let signer = provider
+        .key_provider
+        .load_private_key(key.key_der())
+        .unwrap();
+    let certified = rustls::sign::CertifiedKey::new(chain, signer);
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.root_ca.cert_der()).unwrap();
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(Present(Arc::new(certified))));
+    TlsConnector::from(Arc::new(config))
+}
+
+/// The response to one request, or `None` when the handshake or the connection failed.
+async fn try_get(connector: &TlsConnector, addr: SocketAddr) -> Option<(u16, String)> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut stream = connector.connect(name, tcp).await.ok()?;
+    // With TLS 1.3 the client finishes its side of the handshake before the server has read
+    // the client's certificate proof: a refusal arrives as an alert on the first read.
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+const VERSIONS: [&rustls::SupportedProtocolVersion; 2] =
+    [&rustls::version::TLS12, &rustls::version::TLS13];
+
+#[tokio::test]
+async fn the_client_must_prove_it_holds_the_certificate_key() {
+    let pki = TestPki::shared();
+    let auth = authenticator();
+    let addr = start(auth.clone()).await;
+    for version in VERSIONS {
+        for cert in [&pki.jbeda, &pki.jbeda_openssl] {
+            // With its own key: authenticated.
+            let own = presenting(cert.chain(), cert, version);
+            let got = try_get(&own, addr).await;
+            assert_eq!(
+                got,
+                Some((200, "jbeda app1,app2 certs=1 peer=true".to_owned())),
+                "{version:?} {}",
+                cert.name
+            );
+            // The same certificate signed for with another key (of the same type): the
+            // handshake fails, nothing reaches the service.
+            let stolen = presenting(cert.chain(), &pki.client_cn, version);
+            let got = try_get(&stolen, addr).await;
+            assert_eq!(got, None, "{version:?} {}", cert.name);
+        }
+    }
+    // Only the connections that proved their key were verified: two per protocol version.
+    assert_eq!(auth.verifications(), 4);
+}
+
+#[tokio::test]
+async fn a_version_1_certificate_of_another_ca_is_refused_after_the_handshake() {
+    let pki = TestPki::shared();
+    let addr = start(authenticator()).await;
+    let year = |y: u64| std::time::UNIX_EPOCH + Duration::from_secs((y - 1970) * 31_556_952);
+    let other = pki
+        .issue_client_v1_by(
+            &pki.other_ca,
+            "v1-other",
+            "v1-other",
+            &[],
+            year(2020),
+            year(2120),
+        )
+        .unwrap();
+    for version in VERSIONS {
+        let connector = presenting(other.chain(), &other, version);
+        let (status, body) = try_get(&connector, addr).await.expect("handshake");
+        assert_eq!(status, 401, "{version:?}");
+        assert!(body.contains("\"reason\":\"Unauthorized\""), "{body}");
+    }
+}

@@ -7,8 +7,9 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::{CertificateDer, SubjectPublicKeyInfoDer, UnixTime};
 
+use crate::der::RawCert;
 use crate::pool::CaPool;
 
 /// Requests a client certificate without requiring one, and proves key possession.
@@ -88,9 +89,15 @@ impl ClientCertVerifier for RequestClientCert {
     ) -> Result<ClientCertVerified, rustls::Error> {
         // Refuse what cannot even be parsed (Go's TLS stack does the same); the chain itself
         // is verified by the authenticators.
-        webpki::EndEntityCert::try_from(end_entity).map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
+        let bad = || rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding);
+        match version1_key(end_entity) {
+            Some(spki) => {
+                webpki::RawPublicKeyEntity::try_from(&spki).map_err(|_| bad())?;
+            }
+            None => {
+                webpki::EndEntityCert::try_from(end_entity).map_err(|_| bad())?;
+            }
+        }
         Ok(ClientCertVerified::assertion())
     }
 
@@ -100,7 +107,31 @@ impl ClientCertVerifier for RequestClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        let Some(spki) = version1_key(cert) else {
+            return rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms);
+        };
+        // rustls reads the key of version 3 certificates only; this is its TLS 1.2 rule (every
+        // algorithm of the scheme is tried) over the key of a version 1 certificate.
+        let key = webpki::RawPublicKeyEntity::try_from(&spki).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        let algorithms = self
+            .algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algorithms)| *algorithms)
+            .ok_or(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme)?;
+        if algorithms
+            .iter()
+            .any(|alg| key.verify_signature(*alg, message, dss.signature()).is_ok())
+        {
+            Ok(HandshakeSignatureValid::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadSignature,
+            ))
+        }
     }
 
     fn verify_tls13_signature(
@@ -109,12 +140,29 @@ impl ClientCertVerifier for RequestClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        match version1_key(cert) {
+            Some(spki) => rustls::crypto::verify_tls13_signature_with_raw_key(
+                message,
+                &spki,
+                dss,
+                &self.algorithms,
+            ),
+            None => rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms),
+        }
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
+}
+
+/// The public key of an X.509 version 1 certificate (what `openssl x509 -req` makes without
+/// an extension file: Go takes them, rustls and webpki read version 3 only); `None` for any
+/// other certificate.
+fn version1_key<'a>(cert: &'a CertificateDer<'_>) -> Option<SubjectPublicKeyInfoDer<'a>> {
+    let raw = RawCert::parse(cert)?;
+    raw.version1
+        .then(|| SubjectPublicKeyInfoDer::from(raw.spki))
 }
 
 #[cfg(test)]
