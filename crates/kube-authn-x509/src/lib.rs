@@ -12,7 +12,8 @@
 //! - TLS: [`RequestClientCert`] (request, do not require, a client certificate; prove key
 //!   possession; leave chain verification to the authenticators), [`ServingCert`]
 //!   (hot-reloaded serving certificate), [`TlsConfigBuilder`] and [`serve`], an accept loop
-//!   that puts [`PeerCertificates`] and the peer address into every request.
+//!   that puts [`PeerCertificates`] and the peer address into every request; [`Acceptor`] is
+//!   its connection-level half for servers that run their own accept loop.
 //!
 //! # Example
 //! ```
@@ -85,8 +86,8 @@ pub use request_header::{
     STANDARD_GROUP_HEADER, STANDARD_UID_HEADER, STANDARD_USERNAME_HEADER,
 };
 pub use tls::{
-    ReloadingServerConfig, RequestClientCert, Serve, ServingCert, ServingCertError,
-    TlsConfigBuilder, TlsSource, serve,
+    Accepted, Acceptor, ConnectionService, ReloadingServerConfig, RequestClientCert, Serve,
+    ServingCert, ServingCertError, TlsConfigBuilder, TlsSource, serve,
 };
 pub use verify::RequiredUsage;
 pub use x509::{Clock, X509Authenticator};

@@ -1,5 +1,6 @@
 //! [`serve`]: a TLS accept loop for hyper/axum services that puts the peer certificates and
-//! address into every request.
+//! address into every request; [`Acceptor`]: its connection-level half, for servers with their
+//! own accept loop.
 
 use std::error::Error as StdError;
 use std::future::{Future, IntoFuture};
@@ -14,8 +15,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tower_service::Service;
 
 use super::TlsSource;
@@ -144,8 +147,10 @@ impl<S> Serve<S> {
             tokio::spawn(connection(
                 stream,
                 addr,
-                TlsAcceptor::from(self.tls.current()),
-                self.handshake_timeout,
+                Acceptor {
+                    tls: self.tls.clone(),
+                    handshake_timeout: self.handshake_timeout,
+                },
                 self.service.clone(),
                 builder.clone(),
             ));
@@ -165,8 +170,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 async fn connection<S, B>(
     stream: TcpStream,
     addr: SocketAddr,
-    acceptor: TlsAcceptor,
-    timeout: Duration,
+    acceptor: Acceptor,
     service: S,
     builder: auto::Builder<TokioExecutor>,
 ) where
@@ -178,42 +182,177 @@ async fn connection<S, B>(
     B::Error: Into<BoxError>,
 {
     let _ = stream.set_nodelay(true);
-    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(target: "kube_authn::serve", %addr, error = %e, "tls handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(target: "kube_authn::serve", %addr, "tls handshake timed out");
-            return;
-        }
+    let Ok(accepted) = acceptor.accept(stream, addr).await else {
+        return;
     };
-    let peers = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .filter(|chain| !chain.is_empty())
-        .map(PeerCertificates::from_slice);
-    let service = TowerToHyperService::new(ConnectionService {
-        inner: service,
-        peers,
-        addr,
-    });
+    let (io, service) = accepted.serve(service);
     if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+        .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
         .await
     {
         tracing::debug!(target: "kube_authn::serve", %addr, error = %e, "connection ended with an error");
     }
 }
 
-/// Inserts the connection's data into each request, then calls the user's service.
+/// The connection-level half of [`serve`], for servers that run their own accept loop: the
+/// TLS handshake (with a timeout) on an accepted socket, then the connection's data (peer
+/// certificates, peer address) put into every request of the connection.
+///
+/// ```no_run
+/// # async fn run(tls: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+/// use http::{Request, Response};
+/// use hyper::body::Incoming;
+/// use hyper_util::rt::TokioExecutor;
+/// use hyper_util::server::conn::auto;
+/// use hyper_util::service::TowerToHyperService;
+/// use kube_authn_x509::{Acceptor, PeerCertificates};
+///
+/// // Your router (an axum `Router` works the same), usually behind an `AuthnLayer`.
+/// let app = tower::service_fn(|req: Request<Incoming>| async move {
+///     let certs = req.extensions().get::<PeerCertificates>().map_or(0, |p| p.chain().len());
+///     Ok::<_, std::convert::Infallible>(Response::new(format!("{certs} certificates")))
+/// });
+/// let acceptor = Acceptor::new(tls).handshake_timeout(std::time::Duration::from_secs(5));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:6443").await?;
+/// loop {
+///     let (tcp, addr) = listener.accept().await?;
+///     let (acceptor, app) = (acceptor.clone(), app.clone());
+///     tokio::spawn(async move {
+///         // The handshake runs in the connection's task: a slow client blocks no other.
+///         let Ok(accepted) = acceptor.accept(tcp, addr).await else { return };
+///         // `app` sees `PeerCertificates` and the `SocketAddr` in every request's extensions.
+///         let (io, service) = accepted.serve(app);
+///         let _ = auto::Builder::new(TokioExecutor::new())
+///             .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
+///             .await;
+///     });
+/// }
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Acceptor {
+    tls: TlsSource,
+    handshake_timeout: Duration,
+}
+
+impl Acceptor {
+    /// An acceptor taking each connection's configuration from `tls` (a `ServerConfig`, for
+    /// example from [`TlsConfigBuilder`](super::TlsConfigBuilder), or a
+    /// [`ReloadingServerConfig`](super::ReloadingServerConfig)); handshake timeout 10 s.
+    pub fn new(tls: impl Into<TlsSource>) -> Self {
+        Self {
+            tls: tls.into(),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// How long a client has to complete the TLS handshake (default 10 s).
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Runs the TLS handshake on `io` (a socket accepted from `addr`) with the current
+    /// configuration. Fails when the handshake fails or times out (`TimedOut`); the failure is
+    /// logged at debug level under `kube_authn::serve`.
+    pub async fn accept<IO>(&self, io: IO, addr: SocketAddr) -> io::Result<Accepted<IO>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let acceptor = TlsAcceptor::from(self.tls.current());
+        let stream = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(io)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(target: "kube_authn::serve", %addr, error = %e, "tls handshake failed");
+                return Err(e);
+            }
+            Err(_) => {
+                tracing::debug!(target: "kube_authn::serve", %addr, "tls handshake timed out");
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "tls handshake timed out",
+                ));
+            }
+        };
+        let peers = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .filter(|chain| !chain.is_empty())
+            .map(PeerCertificates::from_slice);
+        Ok(Accepted {
+            stream,
+            peers,
+            addr,
+        })
+    }
+}
+
+/// A connection whose TLS handshake is done: hand it to hyper with [`Accepted::serve`].
+pub struct Accepted<IO> {
+    stream: TlsStream<IO>,
+    peers: Option<PeerCertificates>,
+    addr: SocketAddr,
+}
+
+impl<IO> std::fmt::Debug for Accepted<IO> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted")
+            .field("addr", &self.addr)
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<IO> Accepted<IO> {
+    /// The client's certificate chain, if it sent one (not verified: that is the
+    /// authenticators' job).
+    pub fn peer_certificates(&self) -> Option<&PeerCertificates> {
+        self.peers.as_ref()
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The TLS stream (ALPN, protocol version, ...).
+    pub fn tls(&self) -> &TlsStream<IO> {
+        &self.stream
+    }
+
+    /// The stream for hyper and `service` wrapped so that every request of this connection
+    /// carries the connection's [`PeerCertificates`] (when the client sent a chain) and its
+    /// `SocketAddr` in its extensions.
+    pub fn serve<S>(self, service: S) -> (TokioIo<TlsStream<IO>>, ConnectionService<S>) {
+        (
+            TokioIo::new(self.stream),
+            ConnectionService {
+                inner: service,
+                peers: self.peers,
+                addr: self.addr,
+            },
+        )
+    }
+}
+
+/// Inserts the connection's data into each request, then calls the wrapped service (made by
+/// [`Accepted::serve`]).
 #[derive(Clone)]
-struct ConnectionService<S> {
+pub struct ConnectionService<S> {
     inner: S,
     peers: Option<PeerCertificates>,
     addr: SocketAddr,
+}
+
+impl<S> std::fmt::Debug for ConnectionService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionService")
+            .field("addr", &self.addr)
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S, B> Service<Request<B>> for ConnectionService<S>

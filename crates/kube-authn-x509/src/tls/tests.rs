@@ -412,3 +412,74 @@ async fn a_version_1_certificate_of_another_ca_is_refused_after_the_handshake() 
         assert!(body.contains("\"reason\":\"Unauthorized\""), "{body}");
     }
 }
+
+#[tokio::test]
+async fn the_acceptor_in_a_hand_written_accept_loop() {
+    use hyper_util::rt::TokioExecutor;
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+
+    let pki = TestPki::shared();
+    let auth = authenticator();
+    let serving = ServingCert::from_pem(
+        pki.serving.cert_pem().as_bytes(),
+        pki.serving.key_pem().as_bytes(),
+    )
+    .unwrap();
+    let tls = TlsConfigBuilder::new(serving)
+        .advertise_client_ca(auth.ca())
+        .build()
+        .unwrap();
+    let acceptor = Acceptor::new(Arc::new(tls)).handshake_timeout(Duration::from_millis(300));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = ServiceBuilder::new()
+        .layer(AuthnLayer::new(auth.clone()))
+        .service(service_fn(whoami));
+    // What each accept returned: the length of the client's chain, or the error kind.
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = listener.accept().await.unwrap();
+            let (acceptor, app, log) = (acceptor.clone(), app.clone(), Arc::clone(&log));
+            tokio::spawn(async move {
+                let accepted = match acceptor.accept(tcp, peer).await {
+                    Ok(accepted) => accepted,
+                    Err(e) => return log.lock().unwrap().push(Err(e.kind())),
+                };
+                assert_eq!(accepted.peer_addr(), peer);
+                let certs = accepted.peer_certificates().map_or(0, |p| p.chain().len());
+                log.lock().unwrap().push(Ok(certs));
+                let (io, service) = accepted.serve(app);
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
+                    .await;
+            });
+        }
+    });
+
+    let connector = client(Some(&pki.via_intermediate));
+    for kind in [HandshakeKind::Full, HandshakeKind::Resumed] {
+        let mut stream = connect(&connector, addr).await;
+        assert_eq!(stream.get_ref().1.handshake_kind(), Some(kind));
+        let (status, body) = get(&mut stream, "").await;
+        assert_eq!(status, 200, "{kind:?}");
+        assert_eq!(body, "jbeda-via-intermediate app3 certs=2 peer=true");
+    }
+    let mut anonymous = connect(&client(None), addr).await;
+    assert_eq!(get(&mut anonymous, "").await.0, 401);
+
+    // A client that never sends a ClientHello: the acceptor gives up after its timeout.
+    let _silent = TcpStream::connect(addr).await.unwrap();
+    let start = std::time::Instant::now();
+    while accepted.lock().unwrap().len() < 4 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = accepted.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        vec![Ok(2), Ok(2), Ok(0), Err(std::io::ErrorKind::TimedOut)]
+    );
+    assert_eq!(auth.verifications(), 2, "one verification per connection");
+}
