@@ -193,9 +193,10 @@ def cmd_log(api, args):
     w = watch.Watch()
     try:
         # Watch.stream on a *_log function sets follow=True and yields decoded lines.
+        extra = {} if args.tail is None else {"tail_lines": args.tail}
         if args.no_follow:
             text = client.CoreV1Api(api).read_namespaced_pod_log(
-                args.pod, args.namespace, _request_timeout=request_timeout(args)
+                args.pod, args.namespace, _request_timeout=request_timeout(args), **extra
             )
             lines = text.splitlines()[: args.lines]
         else:
@@ -204,6 +205,7 @@ def cmd_log(api, args):
                 args.pod,
                 args.namespace,
                 _request_timeout=request_timeout(args),
+                **extra,
             ):
                 lines.append(line)
                 if len(lines) >= args.lines:
@@ -264,6 +266,7 @@ def parse_args(argv):
     s.add_argument("--lines", type=int, required=True)
     s.add_argument("--timeout", type=float, default=argparse.SUPPRESS)
     s.add_argument("--no-follow", action="store_true")
+    s.add_argument("--tail", type=int, default=None, help="tailLines: lines of the backlog")
     args = p.parse_args(argv)
     if (args.cert is None) != (args.key is None):
         p.error("--cert and --key go together")

@@ -30,6 +30,33 @@ fn browser(url: &str, extra: &[&str]) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// The number of a `<time> <pod>: line <n>` log line.
+fn number(line: &str) -> u64 {
+    let (_, n) = line
+        .trim_end()
+        .rsplit_once(": line ")
+        .unwrap_or_else(|| panic!("not a log line: {line:?}"));
+    n.parse().unwrap()
+}
+
+/// The number of the latest line of pod `web`, read over HTTP (no follow).
+async fn last_line(s: &Server) -> u64 {
+    let text = s
+        .client()
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods/web/log?tailLines=1",
+            s.url()
+        ))
+        .header("Authorization", "Bearer browser-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    number(&text)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_follows_logs_with_the_bearer_subprotocol() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,6 +91,25 @@ async fn chromium_follows_logs_with_the_bearer_subprotocol() {
             .all(|m| m.as_str().unwrap().contains("web: line")),
         "{v}"
     );
+
+    // Streamed, not only the backlog: with one line of backlog (tailLines=1), the second and
+    // third messages are lines the simulator wrote after the socket opened. The first is the
+    // latest line at that time: at least the last one an HTTP read saw just before.
+    let seen = last_line(&s).await;
+    let v = browser(
+        &format!("{url}&tailLines=1"),
+        &["--token=browser-token", &ca],
+    );
+    assert_eq!(v["opened"], true, "{v}");
+    let numbers: Vec<u64> = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| number(m.as_str().unwrap()))
+        .collect();
+    assert_eq!(numbers.len(), 3, "{v}");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{v}");
+    assert!(numbers[0] >= seen, "{numbers:?} after line {seen}");
 
     // A wrong token: 401 to the upgrade (a bad credential is never anonymous), the socket
     // never opens. The page only sees 1006; Chromium's console says why ("HTTP Authentication

@@ -136,11 +136,36 @@ async fn get_pods_watch_and_follow_logs() {
     let _ = watch.kill();
     let _ = watch.wait();
 
-    // logs -f: lines keep coming
+    // logs --tail=2: tailLines is honoured.
+    let out = kubectl(
+        &s,
+        home.path(),
+        &["--token=token1", "-n", "team", "logs", "--tail=2", "web"],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let tail: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    // (at most two: the pod may have written only one line yet)
+    assert!(matches!(tail.len(), 1 | 2), "{out:?}");
+
+    // logs -f with one line of backlog (--tail=1): the next lines can only come from the
+    // stream, as the simulator writes them.
     let mut logs = kubectl(
         &s,
         home.path(),
-        &["--token=token1", "-n", "team", "logs", "-f", "web"],
+        &[
+            "--token=token1",
+            "-n",
+            "team",
+            "logs",
+            "-f",
+            "--tail=1",
+            "web",
+        ],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::null())
@@ -164,6 +189,10 @@ async fn get_pods_watch_and_follow_logs() {
     assert!(
         numbers.windows(2).all(|w| w[1] == w[0] + 1),
         "consecutive lines: {numbers:?}"
+    );
+    assert!(
+        numbers[0] >= tail[tail.len() - 1],
+        "the backlog starts at the latest line: {numbers:?} after {tail:?}"
     );
     let _ = logs.kill();
     let _ = logs.wait();

@@ -80,15 +80,66 @@ fn lists_watches_and_follows_logs() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["events"].as_array().unwrap().len(), 2, "{v}");
 
-    let (code, v) = py(&s, &t, &["log", "web", "team", "--lines=3", "--timeout=10"]);
+    // tailLines is honoured: the last two lines so far.
+    let (code, v) = py(
+        &s,
+        &t,
+        &[
+            "log",
+            "web",
+            "team",
+            "--lines=10",
+            "--tail=2",
+            "--no-follow",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    let tail = line_numbers(&v["lines"]);
+    // (at most two: the pod may have written only one line yet)
+    assert!(matches!(tail.len(), 1 | 2), "{v}");
+    // follow=true with one line of backlog (tailLines=1): the second and third lines can only
+    // have been streamed after the request, as the simulator wrote them.
+    let (code, v) = py(
+        &s,
+        &t,
+        &[
+            "log",
+            "web",
+            "team",
+            "--lines=3",
+            "--tail=1",
+            "--timeout=10",
+        ],
+    );
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["timedOut"], false, "{v}");
-    let lines = v["lines"].as_array().unwrap();
-    assert_eq!(lines.len(), 3);
-    assert!(lines[0].as_str().unwrap().contains("web: line"), "{v}");
+    let numbers = line_numbers(&v["lines"]);
+    assert_eq!(numbers.len(), 3, "{v}");
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive lines, streamed: {v}"
+    );
+    assert!(
+        numbers[0] >= tail[tail.len() - 1],
+        "the backlog starts at the latest line: {v}"
+    );
 
     // anonymous: forbidden by the default policy, with the Kubernetes message
     let (code, v) = py(&s, &[], &["list-pods", "team"]);
     assert_eq!(code, 1, "{v}");
     assert_eq!(v["status"], 403);
+}
+
+/// The numbers of `<time> <pod>: line <n>` log lines.
+fn line_numbers(lines: &serde_json::Value) -> Vec<u64> {
+    lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let l = l.as_str().unwrap();
+            assert!(l.contains(": line "), "{l}");
+            l.rsplit(' ').next().unwrap().trim().parse().unwrap()
+        })
+        .collect()
 }
