@@ -386,3 +386,82 @@ async fn a_stale_resource_version_gets_410_expired_as_a_watch_event() {
     assert_eq!(ev["object"]["code"], 410);
     assert_eq!(ev["object"]["reason"], "Expired");
 }
+
+/// `GET /healthz` with an optional `Authorization` value: the status.
+async fn healthz(s: &Server, auth: Option<&str>) -> StatusCode {
+    let mut req = s.client().get(format!("{}/healthz", s.url()));
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    req.send().await.unwrap().status()
+}
+
+#[tokio::test]
+async fn with_a_config_file_anonymous_is_the_flags_default_unless_the_file_sets_it() {
+    let start = |config: &str, extra: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = write_file(dir.path(), "tokens.csv", TOKENS);
+        let yaml = config.replace("TOKENS", &tokens);
+        let config = write_file(dir.path(), "authn.yaml", &yaml);
+        let mut args = vec![format!("--config={config}")];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        (dir, args)
+    };
+    let run = |(dir, args): (tempfile::TempDir, Vec<String>)| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::start_in(dir, &args)
+    };
+
+    // No anonymous block: --anonymous-auth's default (true), as kube-apiserver.
+    let s = run(start("tokenAuthFile: TOKENS\n", &[]));
+    assert_eq!(healthz(&s, None).await, StatusCode::OK);
+    let (status, v) = whoami(&s, Some("Bearer token1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["status"]["userInfo"]["username"], "alice");
+    assert_eq!(
+        healthz(&s, Some("Bearer wrong")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    drop(s);
+
+    // No anonymous block and --anonymous-auth=false: off.
+    let s = run(start(
+        "tokenAuthFile: TOKENS\n",
+        &["--anonymous-auth=false"],
+    ));
+    assert_eq!(healthz(&s, None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(healthz(&s, Some("Bearer token1")).await, StatusCode::OK);
+    drop(s);
+
+    // The file disables it: off.
+    let s = run(start(
+        "tokenAuthFile: TOKENS\nanonymous:\n  enabled: false\n",
+        &[],
+    ));
+    assert_eq!(healthz(&s, None).await, StatusCode::UNAUTHORIZED);
+    drop(s);
+
+    // The file enables it for /healthz only.
+    let s = run(start(
+        "tokenAuthFile: TOKENS\nanonymous:\n  enabled: true\n  conditions:\n  - path: /healthz\n",
+        &[],
+    ));
+    assert_eq!(healthz(&s, None).await, StatusCode::OK);
+    let version = s.client().get(format!("{}/version", s.url())).send().await;
+    assert_eq!(version.unwrap().status(), StatusCode::UNAUTHORIZED);
+    drop(s);
+
+    // Both the file and the flag: refused, as kube-apiserver refuses it.
+    let (dir, args) = start(
+        "tokenAuthFile: TOKENS\nanonymous:\n  enabled: true\n",
+        &["--anonymous-auth=true"],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, err) = Server::run_to_exit(&args);
+    drop(dir);
+    assert!(!status.success());
+    assert!(
+        err.contains("--anonymous-auth flag cannot be set when the anonymous field is configured in the --config file"),
+        "{err}"
+    );
+}

@@ -86,7 +86,8 @@ pub(crate) struct Flags {
 }
 
 impl Flags {
-    /// Whether --anonymous-auth was given explicitly (it then overrides the configuration file).
+    /// Whether --anonymous-auth was given explicitly (refused when the --config file has an
+    /// `anonymous` block; otherwise the flag, default true, decides).
     pub(crate) fn anonymous_auth_given(&self) -> bool {
         std::env::args().any(|a| a == "--anonymous-auth" || a.starts_with("--anonymous-auth="))
     }

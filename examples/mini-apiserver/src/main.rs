@@ -54,6 +54,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the YAML configuration at `path` (already read and validated) has an `anonymous`
+/// block: then it, not `--anonymous-auth`, decides anonymous access.
+fn sets_anonymous(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            serde_saphyr::from_str::<std::collections::BTreeMap<String, serde::de::IgnoredAny>>(
+                &text,
+            )
+            .ok()
+        })
+        .is_some_and(|top| top.contains_key("anonymous"))
+}
+
 /// The demo token file written when no authentication flag is given.
 fn demo_token_file(dir: &Path) -> Result<(PathBuf, String), BoxError> {
     let path = dir.join("demo-tokens.csv");
@@ -142,9 +156,9 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
     )
     .map_err(|e| format!("serving certificate: {e}"))?;
 
-    let config = match &flags.config {
-        Some(path) => AuthnConfig::from_file(path)?,
-        None => AuthnConfig::default(),
+    let (config, file_sets_anonymous) = match &flags.config {
+        Some(path) => (AuthnConfig::from_file(path)?, sets_anonymous(path)),
+        None => (AuthnConfig::default(), false),
     };
     let mut builder = AuthnBuilder::from_config(&config);
     let mut demo_token = None;
@@ -185,8 +199,18 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         builder = builder.token_file(&path);
         demo_token = Some((path, token));
     }
-    if flags.config.is_none() || flags.anonymous_auth_given() {
-        builder = builder.anonymous(flags.anonymous_auth);
+    // As kube-apiserver with an authentication configuration: anonymous access is set by the
+    // file or by the flag (default true), never both.
+    match (file_sets_anonymous, flags.anonymous_auth_given()) {
+        (true, true) => {
+            return Err(
+                "--anonymous-auth flag cannot be set when the anonymous field is \
+                 configured in the --config file"
+                    .into(),
+            );
+        }
+        (true, false) => {}
+        (false, _) => builder = builder.anonymous(flags.anonymous_auth),
     }
     if !flags.api_audiences.is_empty() {
         builder = builder.api_audiences(flags.api_audiences.clone());
