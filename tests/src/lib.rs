@@ -79,17 +79,21 @@ struct Spawned {
 
 /// Starts `bin` with `--secure-port=<free port>` and `args(port)` and waits until it prints
 /// `Serving securely on`; retries on a port race, panics with its log otherwise.
-fn spawn_serving(bin: &str, rust_log: &str, args: impl Fn() -> Vec<String>) -> Spawned {
+/// `rust_log`: the `RUST_LOG` of the child; `None` removes it (the binary's default filter).
+fn spawn_serving(bin: &str, rust_log: Option<&str>, args: impl Fn() -> Vec<String>) -> Spawned {
     for attempt in 0..5 {
         let port = free_port();
-        let mut child = Command::new(binary(bin))
+        let mut command = Command::new(binary(bin));
+        command
             .arg(format!("--secure-port={port}"))
             .args(args())
-            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        match rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let mut child = command.spawn().unwrap();
         let stderr = Arc::new(Mutex::new(String::new()));
         let err_pipe = child.stderr.take().unwrap();
         let sink = Arc::clone(&stderr);
@@ -173,8 +177,17 @@ impl Server {
 
     /// Same, with files already written into `dir` (args may name them).
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Server {
+        Self::start_logging(dir, args, Some("info,kube_authn=debug"))
+    }
+
+    /// [`Server::start_in`] without `RUST_LOG`: the server's own default log filter.
+    pub fn start_with_default_log(dir: tempfile::TempDir, args: &[&str]) -> Server {
+        Self::start_logging(dir, args, None)
+    }
+
+    fn start_logging(dir: tempfile::TempDir, args: &[&str], rust_log: Option<&str>) -> Server {
         let certs = dir.path().join("certs");
-        let spawned = spawn_serving("mini-apiserver", "info,kube_authn=debug", || {
+        let spawned = spawn_serving("mini-apiserver", rust_log, || {
             let mut all = vec![
                 format!("--cert-dir={}", certs.display()),
                 "--log-line-interval-ms=100".to_owned(),
@@ -365,7 +378,7 @@ impl FrontProxy {
     pub fn start(args: &[&str]) -> FrontProxy {
         let spawned = spawn_serving(
             "front-proxy",
-            "info,front_proxy=debug,kube_authn=debug",
+            Some("info,front_proxy=debug,kube_authn=debug"),
             || args.iter().map(|a| (*a).to_owned()).collect(),
         );
         FrontProxy {

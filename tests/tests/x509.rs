@@ -40,6 +40,14 @@ fn pki() -> &'static TestPki {
 /// CA, the serving certificate signed by the root CA, a token file (`token1` = alice), and
 /// `extra(pki dir)`.
 fn start_with(extra: impl FnOnce(&Path) -> Vec<String>) -> Server {
+    start_logging(extra, Server::start_in)
+}
+
+/// [`start_with`], started by `start` (with or without the test harness' `RUST_LOG`).
+fn start_logging(
+    extra: impl FnOnce(&Path) -> Vec<String>,
+    start: fn(tempfile::TempDir, &[&str]) -> Server,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("pki");
     pki().write_to(&p).unwrap();
@@ -52,7 +60,7 @@ fn start_with(extra: impl FnOnce(&Path) -> Vec<String>) -> Server {
     ];
     args.extend(extra(&p));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Server::start_in(dir, &args)
+    start(dir, &args)
 }
 
 fn start() -> Server {
@@ -505,6 +513,26 @@ fn curl_with_client_certificates() {
     );
     assert_eq!(code, 401, "{v}");
     assert_eq!(v, status_401);
+}
+
+#[test]
+fn the_default_log_filter_shows_why_a_certificate_was_refused() {
+    // No RUST_LOG: what an operator running the server sees.
+    let s = start_logging(|_| Vec::new(), Server::start_with_default_log);
+    let (code, _) = curl_whoami(&s, "expired.crt", "expired.key");
+    assert_eq!(code, 401);
+    let log = s.wait_for_stderr("client certificate refused", Duration::from_secs(5));
+    let line = log
+        .lines()
+        .find(|l| l.contains("client certificate refused"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("x509: certificate has expired or is not yet valid: current time"),
+        "{line}"
+    );
+    // The 401 itself is explained too, never with the credential.
+    let log = s.wait_for_stderr("unable to authenticate the request", Duration::from_secs(5));
+    assert!(log.contains("unable to authenticate the request"), "{log}");
 }
 
 // ---------------------------------------------------------------------------------------------

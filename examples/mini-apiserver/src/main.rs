@@ -25,11 +25,19 @@ use kube_authn::{AuthnBuilder, AuthnConfig, AuthnLayer};
 use crate::flags::Flags;
 use crate::tls::BoxError;
 
+/// The log filter when `RUST_LOG` is not set: `info`, plus why a credential was refused (the
+/// library logs those at debug level under these targets, never with the credential): a
+/// request answered 401 (`kube_authn::rejected`), a client certificate (`kube_authn::x509`)
+/// or a proxy certificate (`kube_authn::requestheader`) that did not verify, with the reason
+/// (unknown authority, expired, not yet valid, incompatible usage).
+const DEFAULT_LOG_FILTER: &str =
+    "info,kube_authn::rejected=debug,kube_authn::x509=debug,kube_authn::requestheader=debug";
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
