@@ -10,7 +10,18 @@ pub(crate) const DEFAULT_CERT_DIR: &str = "/var/run/kubernetes";
 
 /// A small kube-apiserver look-alike that authenticates with kube-authn.
 #[derive(Debug, Parser)]
-#[command(name = "mini-apiserver", version, about, long_about = None)]
+#[command(
+    name = "mini-apiserver",
+    version,
+    about,
+    long_about = None,
+    after_help = format!(
+        "Logs go to stderr. RUST_LOG sets the filter; without it: {} (info, plus why a \
+         request got 401 and why a client or proxy certificate was refused, never the \
+         credential).",
+        crate::DEFAULT_LOG_FILTER
+    )
+)]
 pub(crate) struct Flags {
     /// The port on which to serve HTTPS with authentication and authorization.
     #[arg(long, default_value_t = 6443)]
@@ -36,10 +47,13 @@ pub(crate) struct Flags {
     #[arg(long)]
     pub(crate) basic_auth_file: Option<PathBuf>,
     /// Enables anonymous requests to the secure port of the API server. Requests that are not
-    /// rejected by another authentication method are treated as anonymous requests.
+    /// rejected by another authentication method are treated as anonymous requests. With
+    /// --config, refused when the file has an `anonymous` block (the file decides then).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub(crate) anonymous_auth: bool,
-    /// The kube-authn YAML configuration (tokenAuthFile, basicAuthFile, anonymous, apiAudiences).
+    /// The kube-authn YAML configuration (tokenAuthFile, basicAuthFile, clientCAFile,
+    /// requestHeader, anonymous, apiAudiences, reload). Anonymous access follows
+    /// --anonymous-auth (default true) unless the file has an `anonymous` block.
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
     /// Identifiers of the API. Tokens authenticated for other audiences only are rejected.
@@ -286,6 +300,12 @@ mod tests {
             let refused = flags.later.refused().map(|(f, _)| f);
             assert_eq!(refused, Some(flag.as_str()));
         }
+    }
+
+    #[test]
+    fn help_names_the_default_log_filter() {
+        let help = Flags::command().render_long_help().to_string();
+        assert!(help.contains(crate::DEFAULT_LOG_FILTER), "{help}");
     }
 
     #[test]
