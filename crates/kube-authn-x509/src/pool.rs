@@ -357,6 +357,128 @@ mod tests {
         );
     }
 
+    /// Two CA certificates, as a `--client-ca-file` bundle holds them.
+    fn two_ca_bundle() -> Vec<u8> {
+        let pki = TestPki::shared();
+        format!(
+            "{}{}",
+            pki.client_ca.cert_pem(),
+            pki.front_proxy_ca.cert_pem()
+        )
+        .into_bytes()
+    }
+
+    /// Whatever the bytes, parsing returns: an error, or a pool of at least one certificate.
+    fn parses_without_panic(bytes: &[u8]) {
+        if let Ok(pool) = CaPool::from_pem("ca.crt", bytes) {
+            assert_ne!(pool.len(), 0, "a parsed pool has a certificate");
+            assert!(!pool.is_empty());
+            assert_eq!(pool.certificates().len(), pool.len());
+            assert_eq!(pool.subjects().len(), pool.len());
+        }
+    }
+
+    /// One edit of a bundle: `pos` is taken modulo the current length.
+    #[derive(Clone, Debug)]
+    enum Edit {
+        Replace(usize, u8),
+        Insert(usize, u8),
+        Delete(usize),
+        Truncate(usize),
+        /// Copies a slice of the bundle to another place (duplicated or split PEM blocks).
+        Splice {
+            from: usize,
+            len: usize,
+            to: usize,
+        },
+    }
+
+    impl Edit {
+        fn apply(&self, bytes: &mut Vec<u8>) {
+            let n = bytes.len();
+            match *self {
+                Self::Replace(pos, b) if n > 0 => bytes[pos % n] = b,
+                Self::Insert(pos, b) => bytes.insert(pos % (n + 1), b),
+                Self::Delete(pos) if n > 0 => {
+                    bytes.remove(pos % n);
+                }
+                Self::Truncate(pos) => bytes.truncate(pos % (n + 1)),
+                Self::Splice { from, len, to } if n > 0 => {
+                    let from = from % n;
+                    let end = (from + len).min(n);
+                    let piece = bytes[from..end].to_vec();
+                    let to = to % (n + 1);
+                    bytes.splice(to..to, piece);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A byte a mutation writes: mostly base64 characters (so that the PEM still decodes and
+    /// the DER below changes), sometimes PEM syntax, sometimes anything.
+    fn edit_byte() -> impl proptest::strategy::Strategy<Value = u8> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => proptest::sample::select(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".to_vec()
+            ),
+            1 => proptest::sample::select(b"-=\n\r :".to_vec()),
+            1 => proptest::num::u8::ANY,
+        ]
+    }
+
+    fn edit() -> impl proptest::strategy::Strategy<Value = Edit> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (any::<usize>(), edit_byte()).prop_map(|(p, b)| Edit::Replace(p, b)),
+            2 => (any::<usize>(), edit_byte()).prop_map(|(p, b)| Edit::Insert(p, b)),
+            2 => any::<usize>().prop_map(Edit::Delete),
+            1 => any::<usize>().prop_map(Edit::Truncate),
+            1 => (any::<usize>(), 0usize..200, any::<usize>())
+                .prop_map(|(from, len, to)| Edit::Splice { from, len, to }),
+        ]
+    }
+
+    #[test]
+    fn the_unmutated_bundle_parses() {
+        assert_eq!(
+            CaPool::from_pem("ca.crt", &two_ca_bundle()).unwrap().len(),
+            2
+        );
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes never panic the parser.
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1024)) {
+            parses_without_panic(&bytes);
+        }
+
+        /// Arbitrary bytes inside a `CERTIFICATE` block (the PEM reader's and then the DER
+        /// parsers' input) never panic either.
+        #[test]
+        fn never_panics_inside_a_certificate_block(
+            body in proptest::collection::vec(edit_byte(), 0..1024)
+        ) {
+            let mut pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+            pem.extend_from_slice(&body);
+            pem.extend_from_slice(b"\n-----END CERTIFICATE-----\n");
+            parses_without_panic(&pem);
+        }
+
+        /// Edits of a valid two-CA bundle (bytes replaced, inserted, deleted, truncated,
+        /// slices copied elsewhere) never panic the parser.
+        #[test]
+        fn never_panics_on_a_mutated_bundle(edits in proptest::collection::vec(edit(), 1..8)) {
+            let mut bytes = two_ca_bundle();
+            for edit in &edits {
+                edit.apply(&mut bytes);
+            }
+            parses_without_panic(&bytes);
+        }
+    }
+
     fn wait_for(mut f: impl FnMut() -> bool) {
         let start = Instant::now();
         while !f() {
