@@ -7,45 +7,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use base64::Engine;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use http::{Request, Response};
+use http::Request;
 use kube_authn::{AuthnLayer, PasswordFile, TokenFile};
-use tower::{Layer, Service};
+use tower::Layer;
 
-type Body = http_body_util::Full<bytes::Bytes>;
-
-fn inner() -> impl Service<
-    Request<()>,
-    Response = Response<Body>,
-    Error = Infallible,
-    Future = std::future::Ready<Result<Response<Body>, Infallible>>,
-> + Clone {
-    tower::service_fn(|_req: Request<()>| {
-        std::future::ready(Ok::<_, Infallible>(Response::new(Body::default())))
-    })
-}
-
-/// Calls the service and polls its future once: the synchronous path.
-fn call<S, B>(svc: &mut S, req: Request<()>) -> u16
-where
-    S: Service<Request<()>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(svc.poll_ready(&mut cx).is_ready());
-    let fut = pin!(svc.call(req));
-    match fut.poll(&mut cx) {
-        Poll::Ready(Ok(resp)) => resp.status().as_u16(),
-        _ => panic!("synchronous strategies complete in one poll"),
-    }
-}
+mod common;
+use common::{call, inner};
 
 fn token_csv(n: usize) -> (Vec<u8>, Vec<String>) {
     let mut csv = String::with_capacity(n * 64);

@@ -11,45 +11,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
 use kube_authn::x509::{CaBundle, PeerCertificates, RequestHeaderConfig};
 use kube_authn::{AuthnLayer, UserInfo};
 use kube_authn_testing::{Issued, TestPki};
-use tower::{Layer, Service};
+use tower::Layer;
 
-type Body = http_body_util::Full<bytes::Bytes>;
-
-fn inner() -> impl Service<
-    Request<()>,
-    Response = Response<Body>,
-    Error = Infallible,
-    Future = std::future::Ready<Result<Response<Body>, Infallible>>,
-> + Clone {
-    tower::service_fn(|_req: Request<()>| {
-        std::future::ready(Ok::<_, Infallible>(Response::new(Body::default())))
-    })
-}
-
-/// Calls the service and polls its future once: the synchronous path.
-fn call<S, B>(svc: &mut S, req: Request<()>) -> u16
-where
-    S: Service<Request<()>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(svc.poll_ready(&mut cx).is_ready());
-    let fut = pin!(svc.call(req));
-    match fut.poll(&mut cx) {
-        Poll::Ready(Ok(resp)) => resp.status().as_u16(),
-        _ => panic!("synchronous strategies complete in one poll"),
-    }
-}
+mod common;
+use common::{Body, call, inner};
 
 /// The user the layer hands to the inner service for `req`, and the `x-remote-*` headers
 /// left on the request: checks that each case measures what it claims to.
