@@ -41,17 +41,22 @@ async fn whoami(req: Request<Incoming>) -> Result<Response<String>, Infallible> 
     )))
 }
 
-async fn start(auth: X509Authenticator) -> SocketAddr {
+/// The test server's TLS configuration: the serving certificate, `auth`'s CA advertised.
+fn server_config(auth: &X509Authenticator) -> rustls::ServerConfig {
     let pki = TestPki::shared();
     let serving = ServingCert::from_pem(
         pki.serving.cert_pem().as_bytes(),
         pki.serving.key_pem().as_bytes(),
     )
     .unwrap();
-    let tls = TlsConfigBuilder::new(serving)
+    TlsConfigBuilder::new(serving)
         .advertise_client_ca(auth.ca())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+async fn start(auth: X509Authenticator) -> SocketAddr {
+    let tls = server_config(&auth);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let svc = ServiceBuilder::new()
@@ -421,15 +426,7 @@ async fn the_acceptor_in_a_hand_written_accept_loop() {
 
     let pki = TestPki::shared();
     let auth = authenticator();
-    let serving = ServingCert::from_pem(
-        pki.serving.cert_pem().as_bytes(),
-        pki.serving.key_pem().as_bytes(),
-    )
-    .unwrap();
-    let tls = TlsConfigBuilder::new(serving)
-        .advertise_client_ca(auth.ca())
-        .build()
-        .unwrap();
+    let tls = server_config(&auth);
     let acceptor = Acceptor::new(Arc::new(tls)).handshake_timeout(Duration::from_millis(300));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
