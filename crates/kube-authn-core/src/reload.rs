@@ -25,7 +25,8 @@ thread_local! {
 
 /// Lets a long parse share the CPU: on the background reload thread it yields to the threads
 /// serving requests (call it every 50 µs of work or so: the static files call it every 256
-/// rows); anywhere else it does nothing.
+/// rows; the reload itself reads, hashes and wipes files in 256 KiB pieces with a call between
+/// pieces); anywhere else it does nothing.
 ///
 /// A reload competes with request handling for the same cores; on a busy server with one
 /// core, a parse that yields rarely holds requests for whole scheduler slices and shows in
@@ -307,21 +308,93 @@ impl<T> Reloading<T> {
     }
 }
 
-fn read<E: std::error::Error>(path: &Path) -> Result<Vec<u8>, LoadError<E>> {
-    fs::read(path).map_err(|source| LoadError::Read {
+fn read<E: std::error::Error>(path: &Path) -> Result<FileBytes, LoadError<E>> {
+    read_paced(path).map_err(|source| LoadError::Read {
         path: path.to_owned(),
         source,
     })
 }
 
+/// How much of a file is read, hashed or wiped between two calls to [`cooperate`].
+const PIECE: usize = 256 * 1024;
+
+/// A file's content, wiped when dropped (it may hold secrets), in pieces: see [`cooperate`].
+struct FileBytes(Vec<u8>);
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for FileBytes {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+/// Overwrites `bytes` with zeros, a piece at a time.
+fn wipe(bytes: &mut [u8]) {
+    for piece in bytes.chunks_mut(PIECE) {
+        zeroize::Zeroize::zeroize(piece);
+        cooperate();
+    }
+}
+
+/// Overwrites `text` with zeros (NUL characters) a piece at a time, calling [`cooperate`]
+/// between pieces: for a parsed value that holds secrets, from its `Drop`. The reload drops a
+/// replaced value on its background thread, so a large table is wiped there without holding
+/// the request threads.
+pub fn wipe_str(text: &mut str) {
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = start.saturating_add(PIECE).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        if let Some(piece) = text.get_mut(start..end) {
+            zeroize::Zeroize::zeroize(piece);
+        }
+        cooperate();
+        start = end;
+    }
+}
+
+/// Reads the whole file a piece at a time, into a buffer sized once from its length.
+fn read_paced(path: &Path) -> std::io::Result<FileBytes> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let size = file.metadata().map_or(0, |m| m.len());
+    let mut bytes = FileBytes(Vec::with_capacity(
+        usize::try_from(size).unwrap_or(0).saturating_add(1),
+    ));
+    loop {
+        let piece = (&mut file).take(PIECE as u64).read_to_end(&mut bytes.0)?;
+        if piece == 0 {
+            return Ok(bytes);
+        }
+        cooperate();
+    }
+}
+
 /// A hash of the content, to skip re-parsing a file whose bytes did not change (a touch, a
 /// rewrite with the same content). foldhash reads a 6 MB file in about a millisecond (SipHash
-/// took ten); its seed is random per process, so nobody who only controls part of a generated
-/// file can craft a new version that hashes like the old one and so is never loaded.
+/// took ten), here a piece at a time; its seed is random per process, so nobody who only
+/// controls part of a generated file can craft a new version that hashes like the old one and
+/// so is never loaded.
 fn hash(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
     static SEED: std::sync::OnceLock<foldhash::quality::RandomState> = std::sync::OnceLock::new();
-    SEED.get_or_init(foldhash::quality::RandomState::default)
-        .hash_one(bytes)
+    let mut hasher = SEED
+        .get_or_init(foldhash::quality::RandomState::default)
+        .build_hasher();
+    hasher.write_usize(bytes.len());
+    for piece in bytes.chunks(PIECE) {
+        hasher.write(piece);
+        cooperate();
+    }
+    hasher.finish()
 }
 
 /// What a stat says about the file (following symlinks).
@@ -437,7 +510,7 @@ fn check<P: Parse>(
         return;
     }
     let started = std::time::Instant::now();
-    let bytes = match fs::read(path) {
+    let bytes = match read_paced(path) {
         Ok(b) => b,
         Err(e) => {
             // Not remembered as seen: the next tick tries again.
@@ -603,5 +676,58 @@ mod tests {
         let value = Arc::clone(&r.value);
         drop(r);
         wait_for("thread exit", || Arc::strong_count(&value) == 1);
+    }
+
+    #[test]
+    fn files_of_several_pieces_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        // Not a multiple of the piece, with every byte value.
+        let blob: Vec<u8> = (0..3 * PIECE + 5).map(|i| (i * 31 % 251) as u8).collect();
+        fs::write(&path, &blob).unwrap();
+        assert_eq!(&*read_paced(&path).unwrap(), blob.as_slice());
+        fs::write(&path, b"").unwrap();
+        assert!(read_paced(&path).unwrap().is_empty());
+        assert!(read_paced(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn the_content_hash_covers_every_piece() {
+        let a: Vec<u8> = vec![b'x'; 2 * PIECE + 7];
+        let mut b = a.clone();
+        assert_eq!(hash(&a), hash(&b));
+        // A change in the last piece only, and a change of length only.
+        *b.last_mut().unwrap() = b'y';
+        assert_ne!(hash(&a), hash(&b));
+        assert_ne!(hash(&a), hash(&a[..a.len() - 1]));
+    }
+
+    #[test]
+    fn wipe_str_zeroes_every_byte_across_pieces_and_characters() {
+        // Units of one-, two- and three-byte characters: piece boundaries fall inside one.
+        let mut text = "aé€".repeat(PIECE / 2);
+        let len = text.len();
+        assert!(len > 2 * PIECE && !PIECE.is_multiple_of(6));
+        wipe_str(&mut text);
+        assert_eq!(text.len(), len);
+        assert!(text.bytes().all(|b| b == 0));
+        let mut empty = String::new();
+        wipe_str(&mut empty);
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn a_change_in_the_last_piece_of_a_large_file_is_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n");
+        let mut body = "1\n".repeat(PIECE); // two pieces of numbers
+        fs::write(&path, &body).unwrap();
+        let r = Reloading::watch(&path, numbers, opts()).unwrap();
+        assert_eq!(r.current().len(), PIECE);
+        body.replace_range(body.len() - 2.., "2\n");
+        fs::write(&path, &body).unwrap();
+        wait_for("the last number", || r.current().last() == Some(&2));
+        assert_eq!(r.current().len(), PIECE);
+        assert_eq!(r.status().reloads, 1);
     }
 }

@@ -71,10 +71,18 @@ struct Row {
 /// The rows of a file.
 pub(crate) struct Table {
     /// Every kept field, secrets included: wiped when the table is dropped (after a reload).
-    text: zeroize::Zeroizing<String>,
+    text: String,
     rows: HashTable<Row>,
     hasher: RandomState,
     key: usize,
+}
+
+/// Wipes the secrets, a piece at a time: a replaced table is dropped on the reload thread,
+/// which lets the request threads go first between pieces.
+impl Drop for Table {
+    fn drop(&mut self) {
+        kube_authn_core::reload::wipe_str(&mut self.text);
+    }
 }
 
 impl fmt::Debug for Table {
@@ -115,13 +123,18 @@ impl Table {
         let hasher = RandomState::default();
         // One row a line at most: sized once, the table never rehashes while it fills.
         // (Blank lines and quoted line breaks make it an overestimate: capped, beyond which the
-        // table grows as usual.)
-        let lines = memchr::memchr_iter(b'\n', bytes).count() + 1;
+        // table grows as usual.) Both whole-file passes go a piece at a time, like the parse
+        // (see `cooperate`): a reload under load never holds the request threads for long.
+        let (mut lines, mut ascii) = (1, true);
+        for piece in bytes.chunks(256 * 1024) {
+            lines += memchr::memchr_iter(b'\n', piece).count();
+            ascii &= piece.is_ascii();
+            kube_authn_core::reload::cooperate();
+        }
         let mut rows = HashTable::with_capacity(lines.min(PRESIZE_LIMIT));
         // The kept fields are never longer than the file. Bytes while parsing (wiped if the
         // file is refused), checked as UTF-8 field by field only when the file is not ASCII.
         let mut text = zeroize::Zeroizing::new(Vec::with_capacity(bytes.len()));
-        let ascii = bytes.is_ascii();
         let mut reader = Reader::new(bytes);
         let mut record_number = 0;
         while let Some(record) = reader.read_record().map_err(RowError::Csv)? {
@@ -211,7 +224,7 @@ impl Table {
             }
         };
         Ok(Self {
-            text: zeroize::Zeroizing::new(text),
+            text,
             rows,
             hasher,
             key,
