@@ -16,7 +16,7 @@
 #              validity dates checked per request)
 # and new TLS connections per second (oha --disable-keepalive) for both.
 #
-#   scripts/bench-load.sh            # ROUNDS=3 DURATION=8 CONNECTIONS=32; MTLS=0 skips oha
+#   scripts/bench-load.sh            # ROUNDS=3 DURATION=8 CONNECTIONS=32 RELOAD_RUNS=3; MTLS=0 skips oha
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -86,43 +86,55 @@ for mode in token password; do
   echo "median cpu/request ratio, $mode vs none: $(python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" ${SUM[$mode]})"
 done
 
-# Reload of the 100,000-line token file under load, and memory: the same 6 s load without,
-# then with two reloads, on the same server.
+# Reload of the 100,000-line token file under load, and memory. RELOAD_RUNS times: 6 s of
+# load without, then 6 s with two reloads (2 s and 4 s in), on the same server; p99 with
+# reloads as a ratio to p99 without, and the time until each new table was in force.
+RELOAD_RUNS=${RELOAD_RUNS:-3}
 start_server token
 echo "peak RSS with 100,000 tokens loaded: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$SERVER/status)"
-taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d6s --latency -s "$WORK/tokens.lua" "https://127.0.0.1:$PORT" >"$WORK/wrk-steady.out"
-grep -E "Requests/sec|99%" "$WORK/wrk-steady.out" | sed 's/^/without reloads: /'
-taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d6s --latency -s "$WORK/tokens.lua" "https://127.0.0.1:$PORT" >"$WORK/wrk-reload.out" &
-WRK=$!
-sleep 2
-cp "$WORK/tokens.csv" "$WORK/tokens.new" && echo "extra-token,extra,uid-x" >>"$WORK/tokens.new" && mv "$WORK/tokens.new" "$WORK/tokens.csv"
-sleep 2
-cp "$WORK/tokens.csv" "$WORK/tokens.new" && echo "extra-token-2,extra,uid-y" >>"$WORK/tokens.new" && mv "$WORK/tokens.new" "$WORK/tokens.csv"
-wait $WRK
-grep -o 'elapsed_ms=[0-9.]*' "$WORK/server.err" | sed 's/^/reload of 100,000 lines: /' || echo "no reload seen" >&2
-grep -E "Requests/sec|99%" "$WORK/wrk-reload.out" | sed 's/^/during reloads: /'
-echo "peak RSS after two reloads under load: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$SERVER/status)"
+rewrite() { # appends a row: a new token file in place by rename, as an operator would
+  cp "$WORK/tokens.csv" "$WORK/tokens.new" && echo "extra-token-$1,extra,uid-$1" >>"$WORK/tokens.new" && mv "$WORK/tokens.new" "$WORK/tokens.csv"
+}
+reloads_in_force() { grep -o 'elapsed_ms=[0-9.]*' "$WORK/server.err" | tail -n 2 | awk -F= '{printf "%.0f ms ", $2}'; }
+with_two_reloads() { # load command... : runs it while the file is rewritten twice
+  "$@" &
+  local load=$!
+  sleep 2; rewrite "$RANDOM$RANDOM"; sleep 2; rewrite "$RANDOM$RANDOM"
+  wait $load
+}
+ratio() { python3 -c "print(f'{$2/$1:.2f}')"; }
+median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" "$@"; }
+wrk_p99() { python3 -c "import re,sys; m=re.search(r'99%\s+([\d.]+)(us|ms|s)', open(sys.argv[1]).read()); print(f\"{float(m.group(1))*{'us':1e-3,'ms':1,'s':1e3}[m.group(2)]:.3f}\")" "$1"; }
+saturated=(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d6s --latency -s "$WORK/tokens.lua" "https://127.0.0.1:$PORT")
+RATIOS=""
+for run in $(seq "$RELOAD_RUNS"); do
+  "${saturated[@]}" >"$WORK/wrk-steady.out"
+  with_two_reloads "${saturated[@]}" >"$WORK/wrk-reload.out"
+  steady=$(wrk_p99 "$WORK/wrk-steady.out"); during=$(wrk_p99 "$WORK/wrk-reload.out")
+  RATIOS="$RATIOS $(ratio "$steady" "$during")"
+  echo "saturated, run $run: p99 ${steady} ms without reloads, ${during} ms with two (ratio $(ratio "$steady" "$during")); in force after $(reloads_in_force)"
+done
+echo "saturated: median p99 ratio with/without reloads: $(median $RATIOS)"
+grep -E "Requests/sec" "$WORK/wrk-steady.out" | sed 's/^/saturated rate: /'
+echo "peak RSS after $((2 * RELOAD_RUNS)) reloads under load: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$SERVER/status)"
 
-# The same at half the saturated rate (a server with headroom), paced by oha's rate limit:
-# p99 of 6 s without, then with two reloads.
+# The same at half the saturated rate (a server with headroom), paced by oha's rate limit.
 OHA=target/tools/bin/oha
 if [ -x "$OHA" ]; then
   RATE=$(python3 -c "import re,sys; print(int(float(re.search(r'Requests/sec:\s*([\d.]+)', open(sys.argv[1]).read()).group(1)) / 2))" "$WORK/wrk-steady.out")
   TOKEN=$(sed -n 's/^"Bearer \(.*\)",$/\1/p;T;q' "$WORK/tokens.lua")
   paced=(taskset -c 1 "$OHA" --no-tui --output-format json -c "$CONNECTIONS" -q "$RATE" -z 6s --insecure
          -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$PORT/healthz")
-  p99() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); c=r['statusCodeDistribution']; assert list(c)==['200'], c; print(f\"{r['latencyPercentiles']['p99']*1e3:.3f} ms at {r['summary']['requestsPerSec']:.0f} req/s\")" "$1"; }
-  "${paced[@]}" >"$WORK/paced-steady.json"
-  echo "half rate ($RATE req/s), without reloads: p99 $(p99 "$WORK/paced-steady.json")"
-  "${paced[@]}" >"$WORK/paced-reload.json" &
-  PACED=$!
-  sleep 2
-  cp "$WORK/tokens.csv" "$WORK/tokens.new" && echo "extra-token-3,extra,uid-z" >>"$WORK/tokens.new" && mv "$WORK/tokens.new" "$WORK/tokens.csv"
-  sleep 2
-  cp "$WORK/tokens.csv" "$WORK/tokens.new" && echo "extra-token-4,extra,uid-w" >>"$WORK/tokens.new" && mv "$WORK/tokens.new" "$WORK/tokens.csv"
-  wait $PACED
-  echo "half rate ($RATE req/s), with two reloads: p99 $(p99 "$WORK/paced-reload.json")"
-  grep -o 'elapsed_ms=[0-9.]*' "$WORK/server.err" | tail -n 2 | sed 's/^/reload of 100,000 lines at half rate: /'
+  oha_p99() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); c=r['statusCodeDistribution']; assert list(c)==['200'], c; print(f\"{r['latencyPercentiles']['p99']*1e3:.3f}\")" "$1"; }
+  RATIOS=""
+  for run in $(seq "$RELOAD_RUNS"); do
+    "${paced[@]}" >"$WORK/paced-steady.json"
+    with_two_reloads "${paced[@]}" >"$WORK/paced-reload.json"
+    steady=$(oha_p99 "$WORK/paced-steady.json"); during=$(oha_p99 "$WORK/paced-reload.json")
+    RATIOS="$RATIOS $(ratio "$steady" "$during")"
+    echo "half rate ($RATE req/s), run $run: p99 ${steady} ms without reloads, ${during} ms with two (ratio $(ratio "$steady" "$during")); in force after $(reloads_in_force)"
+  done
+  echo "half rate: median p99 ratio with/without reloads: $(median $RATIOS)"
 else
   echo "oha not built yet (the mTLS part builds it): half-rate reload figures skipped" >&2
 fi
