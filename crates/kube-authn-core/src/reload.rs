@@ -361,14 +361,21 @@ pub fn wipe_str(text: &mut str) {
     }
 }
 
-/// Reads the whole file a piece at a time, into a buffer sized once from its length.
+/// Reads the whole file a piece at a time, into a buffer sized once from its length. A file
+/// too large for memory is an error (as with `fs::read`), not an abort.
 fn read_paced(path: &Path) -> std::io::Result<FileBytes> {
     use std::io::Read;
     let mut file = fs::File::open(path)?;
     let size = file.metadata().map_or(0, |m| m.len());
-    let mut bytes = FileBytes(Vec::with_capacity(
-        usize::try_from(size).unwrap_or(0).saturating_add(1),
-    ));
+    let mut bytes = FileBytes(Vec::new());
+    bytes
+        .0
+        .try_reserve_exact(
+            usize::try_from(size)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        )
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::OutOfMemory, e))?;
     loop {
         let piece = (&mut file).take(PIECE as u64).read_to_end(&mut bytes.0)?;
         if piece == 0 {
