@@ -533,16 +533,19 @@ fn check<P: Parse>(
     state.hash = h;
     match parser.parse(path, &bytes) {
         Ok(parsed) => {
-            let previous = value.swap(Arc::new(parsed));
-            // The time until the new value is in force (read, hash, parse, swap).
-            let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-            release_here(previous);
+            // The swap and the status change under the status lock: whoever sees the new
+            // status then sees the new value, and whoever saw the new value and then asks
+            // for the status waits for it to be updated.
             let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
+            let previous = value.swap(Arc::new(parsed));
             status.reloads += 1;
             status.last_error = None;
             drop(status);
+            // The time until the new value is in force (read, hash, parse, swap).
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
             metrics::counter!("kube_authn_file_reloads_total", "result" => "success").increment(1);
             tracing::info!(path = %path.display(), elapsed_ms, "reloaded");
+            release_here(previous);
         }
         Err(e) => refuse(shared, e.to_string()),
     }
@@ -736,5 +739,34 @@ mod tests {
         wait_for("the last number", || r.current().last() == Some(&2));
         assert_eq!(r.current().len(), PIECE);
         assert_eq!(r.status().reloads, 1);
+    }
+
+    #[test]
+    fn the_status_and_the_value_change_together() {
+        /// A value that takes long to free, as a large table does.
+        struct SlowDrop(u32);
+        impl Drop for SlowDrop {
+            fn drop(&mut self) {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        fn first(path: &Path, bytes: &[u8]) -> Result<SlowDrop, Bad> {
+            Ok(SlowDrop(
+                numbers(path, bytes)?.first().copied().unwrap_or(0),
+            ))
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n");
+        fs::write(&path, "1\n").unwrap();
+        let r = Reloading::watch(&path, first, opts()).unwrap();
+        // Whoever sees the new value sees the reload counted, although the old value is still
+        // being freed.
+        fs::write(&path, "2\n").unwrap();
+        wait_for("the new value", || r.current().0 == 2);
+        assert_eq!(r.status().reloads, 1);
+        // Whoever sees the reload counted sees the new value.
+        fs::write(&path, "3\n").unwrap();
+        wait_for("the reload counted", || r.status().reloads == 2);
+        assert_eq!(r.current().0, 3);
     }
 }
