@@ -95,11 +95,14 @@ fn certified_key(
     })
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, ServingCertError> {
-    fs::read(path).map_err(|source| ServingCertError::Read {
-        path: path.to_owned(),
-        source,
-    })
+/// A file's bytes, wiped when dropped: the key file is a secret.
+fn read(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, ServingCertError> {
+    fs::read(path)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|source| ServingCertError::Read {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Re-reads the pair when either file changes and stores it when it is valid.
