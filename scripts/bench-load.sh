@@ -105,36 +105,31 @@ with_two_reloads() { # load command... : runs it while the file is rewritten twi
 ratio() { python3 -c "print(f'{$2/$1:.2f}')"; }
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" "$@"; }
 wrk_p99() { python3 -c "import re,sys; m=re.search(r'99%\s+([\d.]+)(us|ms|s)', open(sys.argv[1]).read()); print(f\"{float(m.group(1))*{'us':1e-3,'ms':1,'s':1e3}[m.group(2)]:.3f}\")" "$1"; }
-saturated=(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d6s --latency -s "$WORK/tokens.lua" "https://127.0.0.1:$PORT")
-RATIOS=""
-for run in $(seq "$RELOAD_RUNS"); do
-  "${saturated[@]}" >"$WORK/wrk-steady.out"
-  with_two_reloads "${saturated[@]}" >"$WORK/wrk-reload.out"
-  steady=$(wrk_p99 "$WORK/wrk-steady.out"); during=$(wrk_p99 "$WORK/wrk-reload.out")
-  RATIOS="$RATIOS $(ratio "$steady" "$during")"
-  echo "saturated, run $run: p99 ${steady} ms without reloads, ${during} ms with two (ratio $(ratio "$steady" "$during")); in force after $(reloads_in_force)"
-done
-echo "saturated: median p99 ratio with/without reloads: $(median $RATIOS)"
-grep -E "Requests/sec" "$WORK/wrk-steady.out" | sed 's/^/saturated rate: /'
+reload_runs() { # label p99-function load command... : RELOAD_RUNS pairs of 6 s, without then with two reloads
+  local label=$1 p99=$2 ratios="" steady during r
+  shift 2
+  for run in $(seq "$RELOAD_RUNS"); do
+    "$@" >"$WORK/steady.out"
+    with_two_reloads "$@" >"$WORK/reload.out"
+    steady=$($p99 "$WORK/steady.out"); during=$($p99 "$WORK/reload.out")
+    r=$(ratio "$steady" "$during"); ratios="$ratios $r"
+    echo "$label, run $run: p99 ${steady} ms without reloads, ${during} ms with two (ratio $r); in force after $(reloads_in_force)"
+  done
+  echo "$label: median p99 ratio with/without reloads: $(median $ratios)"
+}
+reload_runs saturated wrk_p99 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d6s --latency -s "$WORK/tokens.lua" "https://127.0.0.1:$PORT"
+grep -E "Requests/sec" "$WORK/steady.out" | sed 's/^/saturated rate: /'
+SATURATED_RATE=$(python3 -c "import re,sys; print(int(float(re.search(r'Requests/sec:\s*([\d.]+)', open(sys.argv[1]).read()).group(1))))" "$WORK/steady.out")
 echo "peak RSS after $((2 * RELOAD_RUNS)) reloads under load: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$SERVER/status)"
 
 # The same at half the saturated rate (a server with headroom), paced by oha's rate limit.
 OHA=target/tools/bin/oha
 if [ -x "$OHA" ]; then
-  RATE=$(python3 -c "import re,sys; print(int(float(re.search(r'Requests/sec:\s*([\d.]+)', open(sys.argv[1]).read()).group(1)) / 2))" "$WORK/wrk-steady.out")
+  RATE=$((SATURATED_RATE / 2))
   TOKEN=$(sed -n 's/^"Bearer \(.*\)",$/\1/p;T;q' "$WORK/tokens.lua")
-  paced=(taskset -c 1 "$OHA" --no-tui --output-format json -c "$CONNECTIONS" -q "$RATE" -z 6s --insecure
-         -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$PORT/healthz")
   oha_p99() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); c=r['statusCodeDistribution']; assert list(c)==['200'], c; print(f\"{r['latencyPercentiles']['p99']*1e3:.3f}\")" "$1"; }
-  RATIOS=""
-  for run in $(seq "$RELOAD_RUNS"); do
-    "${paced[@]}" >"$WORK/paced-steady.json"
-    with_two_reloads "${paced[@]}" >"$WORK/paced-reload.json"
-    steady=$(oha_p99 "$WORK/paced-steady.json"); during=$(oha_p99 "$WORK/paced-reload.json")
-    RATIOS="$RATIOS $(ratio "$steady" "$during")"
-    echo "half rate ($RATE req/s), run $run: p99 ${steady} ms without reloads, ${during} ms with two (ratio $(ratio "$steady" "$during")); in force after $(reloads_in_force)"
-  done
-  echo "half rate: median p99 ratio with/without reloads: $(median $RATIOS)"
+  reload_runs "half rate ($RATE req/s)" oha_p99 taskset -c 1 "$OHA" --no-tui --output-format json -c "$CONNECTIONS" -q "$RATE" -z 6s --insecure \
+    -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$PORT/healthz"
 else
   echo "oha not built yet (the mTLS part builds it): half-rate reload figures skipped" >&2
 fi
