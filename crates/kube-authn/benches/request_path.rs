@@ -10,13 +10,13 @@
 use std::hint::black_box;
 
 use base64::Engine;
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::Request;
 use kube_authn::{AuthnLayer, PasswordFile, TokenFile};
 use tower::Layer;
 
 mod common;
-use common::{call, inner};
+use common::{bench_calls, inner};
 
 fn token_csv(n: usize) -> (Vec<u8>, Vec<String>) {
     let mut csv = String::with_capacity(n * 64);
@@ -73,17 +73,11 @@ fn request_path(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
 
     let mut baseline = inner();
-    group.bench_function("no_authentication", |b| {
-        b.iter_batched(
-            || {
-                Request::get("/api")
-                    .header("authorization", &bearer[0])
-                    .body(())
-                    .unwrap()
-            },
-            |req| black_box(call(&mut baseline, req)),
-            BatchSize::SmallInput,
-        )
+    bench_calls(&mut group, "no_authentication", &mut baseline, || {
+        Request::get("/api")
+            .header("authorization", &bearer[0])
+            .body(())
+            .unwrap()
     });
 
     let mut svc = AuthnLayer::builder()
@@ -92,46 +86,28 @@ fn request_path(c: &mut Criterion) {
         .unwrap()
         .layer(inner());
     let mut i = 0;
-    group.bench_function("bearer_token_file_100k", |b| {
-        b.iter_batched(
-            || {
-                i = (i + 1) % bearer.len();
-                Request::get("/api")
-                    .header("authorization", &bearer[i])
-                    .body(())
-                    .unwrap()
-            },
-            |req| black_box(call(&mut svc, req)),
-            BatchSize::SmallInput,
-        )
+    bench_calls(&mut group, "bearer_token_file_100k", &mut svc, || {
+        i = (i + 1) % bearer.len();
+        Request::get("/api")
+            .header("authorization", &bearer[i])
+            .body(())
+            .unwrap()
     });
-    group.bench_function("bearer_unknown_token_401", |b| {
-        b.iter_batched(
-            || {
-                Request::get("/api")
-                    .header("authorization", "Bearer not-a-token")
-                    .body(())
-                    .unwrap()
-            },
-            |req| black_box(call(&mut svc, req)),
-            BatchSize::SmallInput,
-        )
+    bench_calls(&mut group, "bearer_unknown_token_401", &mut svc, || {
+        Request::get("/api")
+            .header("authorization", "Bearer not-a-token")
+            .body(())
+            .unwrap()
     });
     let mut i = 0;
-    group.bench_function("websocket_token_file_100k", |b| {
-        b.iter_batched(
-            || {
-                i = (i + 1) % websocket.len();
-                Request::get("/api")
-                    .header("connection", "Upgrade")
-                    .header("upgrade", "websocket")
-                    .header("sec-websocket-protocol", &websocket[i])
-                    .body(())
-                    .unwrap()
-            },
-            |req| black_box(call(&mut svc, req)),
-            BatchSize::SmallInput,
-        )
+    bench_calls(&mut group, "websocket_token_file_100k", &mut svc, || {
+        i = (i + 1) % websocket.len();
+        Request::get("/api")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-protocol", &websocket[i])
+            .body(())
+            .unwrap()
     });
 
     let mut svc = AuthnLayer::builder()
@@ -140,18 +116,12 @@ fn request_path(c: &mut Criterion) {
         .unwrap()
         .layer(inner());
     let mut i = 0;
-    group.bench_function("basic_password_file_10k", |b| {
-        b.iter_batched(
-            || {
-                i = (i + 1) % basic.len();
-                Request::get("/api")
-                    .header("authorization", &basic[i])
-                    .body(())
-                    .unwrap()
-            },
-            |req| black_box(call(&mut svc, req)),
-            BatchSize::SmallInput,
-        )
+    bench_calls(&mut group, "basic_password_file_10k", &mut svc, || {
+        i = (i + 1) % basic.len();
+        Request::get("/api")
+            .header("authorization", &basic[i])
+            .body(())
+            .unwrap()
     });
 
     let mut svc = AuthnLayer::builder()
@@ -160,12 +130,8 @@ fn request_path(c: &mut Criterion) {
         .build()
         .unwrap()
         .layer(inner());
-    group.bench_function("anonymous", |b| {
-        b.iter_batched(
-            || Request::get("/api").body(()).unwrap(),
-            |req| black_box(call(&mut svc, req)),
-            BatchSize::SmallInput,
-        )
+    bench_calls(&mut group, "anonymous", &mut svc, || {
+        Request::get("/api").body(()).unwrap()
     });
     group.finish();
 

@@ -11,9 +11,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::convert::Infallible;
-use std::hint::black_box;
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
 use kube_authn::x509::{CaBundle, PeerCertificates, RequestHeaderConfig};
 use kube_authn::{AuthnLayer, UserInfo};
@@ -21,7 +20,7 @@ use kube_authn_testing::{Issued, TestPki};
 use tower::Layer;
 
 mod common;
-use common::{Body, call, inner};
+use common::{Body, bench_calls, call, inner};
 
 /// The user the layer hands to the inner service for `req`, and the `x-remote-*` headers
 /// left on the request: checks that each case measures what it claims to.
@@ -76,12 +75,8 @@ fn request_path_x509(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
 
     let mut baseline = inner();
-    group.bench_function("no_authentication", |b| {
-        b.iter_batched(
-            || request(&client, &[]),
-            |req| black_box(call(&mut baseline, req)),
-            BatchSize::SmallInput,
-        )
+    bench_calls(&mut group, "no_authentication", &mut baseline, || {
+        request(&client, &[])
     });
 
     let layer = AuthnLayer::builder()
@@ -92,20 +87,12 @@ fn request_path_x509(c: &mut Criterion) {
     assert_eq!(user.username, "jbeda");
     assert_eq!(user.groups, ["app1", "app2", "system:authenticated"]);
     let mut svc = layer.layer(inner());
-    group.bench_function("x509_client_certificate", |b| {
-        b.iter_batched(
-            || request(&client, &[]),
-            |req| black_box(call(&mut svc, req)),
-            BatchSize::SmallInput,
-        )
+    bench_calls(&mut group, "x509_client_certificate", &mut svc, || {
+        request(&client, &[])
     });
     assert_eq!(call(&mut svc, request(&unknown, &[])), 401);
-    group.bench_function("x509_unknown_ca_401", |b| {
-        b.iter_batched(
-            || request(&unknown, &[]),
-            |req| black_box(call(&mut svc, req)),
-            BatchSize::SmallInput,
-        )
+    bench_calls(&mut group, "x509_unknown_ca_401", &mut svc, || {
+        request(&unknown, &[])
     });
 
     let layer = AuthnLayer::builder()
@@ -121,12 +108,8 @@ fn request_path_x509(c: &mut Criterion) {
     assert_eq!(user.extra["scopes"], ["view"]);
     assert_eq!(left, 0, "the identity headers are removed");
     let mut svc = layer.layer(inner());
-    group.bench_function("request_header_proxy", |b| {
-        b.iter_batched(
-            || request(&proxy, proxy_headers),
-            |req| black_box(call(&mut svc, req)),
-            BatchSize::SmallInput,
-        )
+    bench_calls(&mut group, "request_header_proxy", &mut svc, || {
+        request(&proxy, proxy_headers)
     });
     group.finish();
 }

@@ -1,4 +1,5 @@
-//! What both request-path benches share: a no-op inner service and a one-poll call.
+//! What both request-path benches share: a no-op inner service, a one-poll call, and the
+//! measurement of one case.
 
 #![allow(dead_code)]
 
@@ -7,6 +8,8 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup};
 use http::{Request, Response};
 use tower::Service;
 
@@ -36,4 +39,25 @@ where
         Poll::Ready(Ok(resp)) => resp.status().as_u16(),
         _ => panic!("synchronous strategies complete in one poll"),
     }
+}
+
+/// Measures `svc` on one request shape: each iteration calls it with a fresh request from
+/// `request`, built outside the measured closure.
+pub(crate) fn bench_calls<S, B>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    svc: &mut S,
+    request: impl FnMut() -> Request<()>,
+) where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut request = request;
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            &mut request,
+            |req| std::hint::black_box(call(svc, req)),
+            BatchSize::SmallInput,
+        )
+    });
 }
