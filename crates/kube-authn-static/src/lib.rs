@@ -74,6 +74,7 @@
 #![forbid(unsafe_code)]
 
 mod file;
+mod index;
 mod password;
 mod reader;
 mod table;

@@ -1,9 +1,10 @@
 //! The parsed content of a token or password file, shared by both.
 //!
 //! Both files have the columns `secret,user,uid[,groups[,ignored...]]`. A table keeps the first
-//! four fields of every row in one string and, per row, six `u32` offsets (24 bytes), in a hash
-//! table keyed by a randomly seeded hash of the key column (the token, or the user name). A
-//! lookup hashes the key once and compares the candidates in constant time.
+//! four fields of every row in one string and, per row, an entry of 16 bytes in an index keyed
+//! by a randomly seeded hash of the key column (the token, or the user name; see
+//! [`crate::index`]). A lookup hashes the key once and compares the candidates in constant
+//! time.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,11 +16,10 @@ use std::hash::BuildHasher;
 type RandomState = hashbrown::DefaultHashBuilder;
 use std::path::Path;
 
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry as Slot;
 use kube_authn_core::UserInfo;
 use subtle::ConstantTimeEq;
 
+use crate::index::{GROUPS, Index, KEPT, Row};
 use crate::reader::{CsvError, Reader};
 
 /// Which file a table is read from.
@@ -44,10 +44,7 @@ impl Kind {
 const SECRET: usize = 0;
 const USER: usize = 1;
 const UID: usize = 2;
-const GROUPS: usize = 3;
-/// The columns kept; the fifth and later are ignored, as in Kubernetes.
-const KEPT: usize = 4;
-/// The most rows a table reserves room for before reading them (about 25 MB of slots).
+/// The most rows a table reserves room for before reading them (32 MiB of index entries).
 const PRESIZE_LIMIT: usize = 1 << 20;
 
 /// Why a file was refused; the caller adds the path.
@@ -59,20 +56,11 @@ pub(crate) enum RowError {
     TooLarge,
 }
 
-/// One row: the end of each kept field in [`Table::text`] (fields are stored one after the
-/// other from `start`), and the number of groups (0 when the row has no fourth column).
-#[derive(Clone, Copy)]
-struct Row {
-    start: u32,
-    ends: [u32; KEPT],
-    groups: u32,
-}
-
 /// The rows of a file.
 pub(crate) struct Table {
     /// Every kept field, secrets included: wiped when the table is dropped (after a reload).
     text: String,
-    rows: HashTable<Row>,
+    rows: Index,
     hasher: RandomState,
     key: usize,
 }
@@ -93,23 +81,14 @@ impl fmt::Debug for Table {
     }
 }
 
-/// Where field `column` of `row` is in the table's text.
-fn span(row: &Row, column: usize) -> std::ops::Range<usize> {
-    let start = match column {
-        0 => row.start,
-        _ => row.ends[column - 1],
-    };
-    start as usize..row.ends[column] as usize
-}
-
 /// Field `column` of `row` in `text`.
 fn field<'t>(text: &'t str, row: &Row, column: usize) -> &'t str {
-    text.get(span(row, column)).unwrap_or_default()
+    text.get(row.span(column)).unwrap_or_default()
 }
 
 /// Field `column` of `row` in the text being parsed.
 fn field_bytes<'t>(text: &'t [u8], row: &Row, column: usize) -> &'t [u8] {
-    text.get(span(row, column)).unwrap_or_default()
+    text.get(row.span(column)).unwrap_or_default()
 }
 
 fn offset(len: usize) -> Result<u32, RowError> {
@@ -131,7 +110,7 @@ impl Table {
             ascii &= piece.is_ascii();
             kube_authn_core::reload::cooperate();
         }
-        let mut rows = HashTable::with_capacity(lines.min(PRESIZE_LIMIT));
+        let mut rows = Index::with_capacity(lines.min(PRESIZE_LIMIT));
         // The kept fields are never longer than the file. Bytes while parsing (wiped if the
         // file is refused), checked as UTF-8 field by field only when the file is not ASCII.
         let mut text = zeroize::Zeroizing::new(Vec::with_capacity(bytes.len()));
@@ -162,7 +141,7 @@ impl Table {
             let mut row = Row {
                 start: offset(text.len())?,
                 ends: [0; KEPT],
-                groups: 0,
+                has_groups: record.len() > GROUPS,
             };
             for (column, end) in row.ends.iter_mut().enumerate() {
                 if column < record.len() {
@@ -177,42 +156,30 @@ impl Table {
                 }
                 *end = offset(text.len())?;
             }
-            if record.len() > GROUPS {
-                // Go's `strings.Split(record[3], ",")`: an empty column is one empty group.
-                let commas = memchr::memchr_iter(b',', field_bytes(&text, &row, GROUPS)).count();
-                row.groups = offset(commas + 1)?;
-            }
-
             let k = field_bytes(&text, &row, key);
-            let hash = hasher.hash_one(k);
-            let slot = rows.entry(
-                hash,
-                |r: &Row| field_bytes(&text, r, key) == k,
-                |r: &Row| hasher.hash_one(field_bytes(&text, r, key)),
-            );
-            match slot {
-                Slot::Occupied(mut old) => {
-                    match kind {
-                        Kind::Token => tracing::warn!(
-                            path = %path.display(),
-                            line,
-                            "duplicate token has been found in token file '{}', record number '{record_number}'",
-                            path.display(),
-                        ),
-                        Kind::Password => tracing::warn!(
-                            path = %path.display(),
-                            line,
-                            "duplicate username '{}' has been found in password file '{}', record number '{record_number}'",
-                            String::from_utf8_lossy(k),
-                            path.display(),
-                        ),
-                    }
-                    // The last row wins; the earlier row's text stays unused in `text`.
-                    *old.get_mut() = row;
+            let replaced = rows.insert(
+                hasher.hash_one(k),
+                row,
+                |r| field_bytes(&text, r, key) == k,
+                |r| hasher.hash_one(field_bytes(&text, r, key)),
+            )?;
+            if replaced.is_some() {
+                match kind {
+                    Kind::Token => tracing::warn!(
+                        path = %path.display(),
+                        line,
+                        "duplicate token has been found in token file '{}', record number '{record_number}'",
+                        path.display(),
+                    ),
+                    Kind::Password => tracing::warn!(
+                        path = %path.display(),
+                        line,
+                        "duplicate username '{}' has been found in password file '{}', record number '{record_number}'",
+                        String::from_utf8_lossy(k),
+                        path.display(),
+                    ),
                 }
-                Slot::Vacant(slot) => {
-                    slot.insert(row);
-                }
+                // The last row wins (it replaced the earlier one, whose text stays unused).
             }
         }
         // Every kept field is UTF-8 (checked above, or the whole file is ASCII).
@@ -239,7 +206,7 @@ impl Table {
     /// The row whose key column is `key`. The candidates the hash selects are compared in
     /// constant time; the seed of the hash is random, so which candidates those are tells
     /// nothing about the stored keys.
-    fn find(&self, key: &str) -> Option<&Row> {
+    fn find(&self, key: &str) -> Option<Row> {
         let hash = self.hasher.hash_one(key.as_bytes());
         self.rows.find(hash, |r| {
             constant_time_eq(field(&self.text, r, self.key).as_bytes(), key.as_bytes())
@@ -249,7 +216,7 @@ impl Table {
     /// The user of the row whose token is `token`.
     pub(crate) fn user_by_token(&self, token: &str) -> Option<UserInfo> {
         debug_assert_eq!(self.key, SECRET);
-        self.find(token).map(|row| self.user(row))
+        self.find(token).map(|row| self.user(&row))
     }
 
     /// The user named `username`, if `password` is theirs (compared in constant time).
@@ -257,18 +224,23 @@ impl Table {
         debug_assert_eq!(self.key, USER);
         let row = self.find(username)?;
         constant_time_eq(
-            field(&self.text, row, SECRET).as_bytes(),
+            field(&self.text, &row, SECRET).as_bytes(),
             password.as_bytes(),
         )
-        .then(|| self.user(row))
+        .then(|| self.user(&row))
     }
 
     /// The `UserInfo` of a row, with room for one more group (`system:authenticated`, added to
     /// every authenticated user) so that adding it does not reallocate.
     fn user(&self, row: &Row) -> UserInfo {
-        let mut groups = Vec::with_capacity(row.groups as usize + 1);
-        if row.groups > 0 {
-            groups.extend(field(&self.text, row, GROUPS).split(',').map(str::to_owned));
+        let mut groups = Vec::new();
+        if row.has_groups {
+            // Go's `strings.Split(record[3], ",")`: an empty column is one empty group.
+            let column = field(&self.text, row, GROUPS);
+            groups.reserve_exact(memchr::memchr_iter(b',', column.as_bytes()).count() + 2);
+            groups.extend(column.split(',').map(str::to_owned));
+        } else {
+            groups.reserve_exact(1);
         }
         UserInfo {
             username: field(&self.text, row, USER).to_owned(),
@@ -338,11 +310,6 @@ mod tests {
             panic!("a non-UTF-8 group column must be refused");
         };
         assert_eq!((line, column), (2, 4));
-    }
-
-    #[test]
-    fn rows_are_compact() {
-        assert_eq!(std::mem::size_of::<Row>(), 24);
     }
 
     #[test]
