@@ -2,11 +2,11 @@
 //! hash of the row's key.
 //!
 //! A lookup with a key nobody looked up recently costs cache misses, and on a large file they
-//! are most of its time (about 120 ns each here, against about 20 ns for the rest of a
-//! lookup). A Swiss table, as hashbrown's, takes three dependent ones: its control bytes, then
-//! the slot, then the text. Here an entry holds a tag of the hash and the field lengths, 16
-//! bytes, four to a cache line, in one array at most half full (linear probing): the entry,
-//! then the text, two misses.
+//! are most of its time (about 200 ns each on the machine of the README's figures, against
+//! about 20 ns for the whole lookup of a row in cache). A Swiss table, as hashbrown's, takes
+//! three dependent ones: its control bytes, then the slot, then the text. Here an entry holds a
+//! tag of the hash and the field lengths, 16 bytes, four to a cache line, in one array at most
+//! half full (linear probing): the entry, then the text, two misses.
 
 use std::ops::Range;
 
@@ -68,17 +68,16 @@ pub(crate) struct Index {
 
 impl Index {
     /// An index with room for `rows` rows before it grows.
-    pub(crate) fn with_capacity(rows: usize) -> Self {
+    pub(crate) fn with_capacity(rows: usize) -> Result<Self, RowError> {
         let slots = rows
-            .saturating_mul(2)
-            .max(16)
-            .checked_next_power_of_two()
-            .unwrap_or(1 << (usize::BITS - 1));
-        Self {
-            entries: vec![Entry::default(); slots],
+            .checked_mul(2)
+            .and_then(|n| n.max(16).checked_next_power_of_two())
+            .ok_or(RowError::TooLarge)?;
+        Ok(Self {
+            entries: empty_entries(slots)?,
             long: Vec::new(),
             len: 0,
-        }
+        })
     }
 
     /// The number of rows.
@@ -105,7 +104,7 @@ impl Index {
         rehash: impl Fn(&Row) -> u64,
     ) -> Result<Option<Row>, RowError> {
         if (self.len + 1).saturating_mul(2) > self.entries.len() {
-            self.grow(rehash);
+            self.grow(rehash)?;
         }
         let entry = self.pack(tag(hash), &row)?;
         match self.position(hash, is_key) {
@@ -143,9 +142,13 @@ impl Index {
     }
 
     /// Twice the entries, every row moved to its place in them.
-    fn grow(&mut self, rehash: impl Fn(&Row) -> u64) {
-        let slots = self.entries.len().saturating_mul(2);
-        let old = std::mem::replace(&mut self.entries, vec![Entry::default(); slots]);
+    fn grow(&mut self, rehash: impl Fn(&Row) -> u64) -> Result<(), RowError> {
+        let slots = self
+            .entries
+            .len()
+            .checked_mul(2)
+            .ok_or(RowError::TooLarge)?;
+        let old = std::mem::replace(&mut self.entries, empty_entries(slots)?);
         let mask = slots - 1;
         for e in old.into_iter().filter(|e| e.tag != 0) {
             let mut i = rehash(&self.unpack(&e)) as usize & mask;
@@ -157,6 +160,7 @@ impl Index {
                 i = (i + 1) & mask;
             }
         }
+        Ok(())
     }
 
     fn pack(&mut self, tag: u32, row: &Row) -> Result<Entry, RowError> {
@@ -217,6 +221,17 @@ impl Index {
     }
 }
 
+/// `slots` empty entries; a count that does not fit in memory is an error, not an abort (as for
+/// the file's bytes).
+fn empty_entries(slots: usize) -> Result<Vec<Entry>, RowError> {
+    let mut entries = Vec::new();
+    entries
+        .try_reserve_exact(slots)
+        .map_err(|_| RowError::TooLarge)?;
+    entries.resize(slots, Entry::default());
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,7 +270,7 @@ mod tests {
             row(9, [1, 1, 70_000, 1], true),
             row(u32::MAX - 10, [1, 2, 3, 4], true),
         ];
-        let mut index = Index::with_capacity(0);
+        let mut index = Index::with_capacity(0).unwrap();
         for (n, r) in cases.iter().enumerate() {
             let hash = ((n as u64) << 40) | n as u64;
             assert_eq!(index.insert(hash, *r, |_| false, |_| 0).unwrap(), None);
@@ -267,7 +282,7 @@ mod tests {
 
     #[test]
     fn probes_wrap_around_the_end_and_skip_rows_that_are_not_the_key() {
-        let mut index = Index::with_capacity(0);
+        let mut index = Index::with_capacity(0).unwrap();
         let last = index.entries.len() as u64 - 1;
         // Three keys with the same home (the last entry) and the same tag.
         let hash = (5 << 32) | last;
@@ -290,7 +305,7 @@ mod tests {
 
     #[test]
     fn the_same_key_replaces_its_row_and_returns_the_old_one() {
-        let mut index = Index::with_capacity(4);
+        let mut index = Index::with_capacity(4).unwrap();
         let (a, b) = (row(0, [1, 1, 1, 0], false), row(10, [2, 2, 2, 2], true));
         assert_eq!(index.insert(42, a, |_| true, |_| 42).unwrap(), None);
         assert_eq!(index.insert(42, b, |_| true, |_| 42).unwrap(), Some(a));
@@ -302,7 +317,7 @@ mod tests {
     fn the_index_grows_past_its_capacity_and_keeps_every_row() {
         // A weak hash (many equal home entries) to exercise the probes while growing.
         let hash = |start: u32| (u64::from(start % 97) * 0x9E37_79B9) | (u64::from(start) << 32);
-        let mut index = Index::with_capacity(0);
+        let mut index = Index::with_capacity(0).unwrap();
         for start in 0..5000 {
             let r = row(start, [1, 0, 0, 0], false);
             let old = index.insert(hash(start), r, |s| s.start == start, |s| hash(s.start));
@@ -315,5 +330,17 @@ mod tests {
             assert_eq!(found.map(|r| r.start), Some(start));
         }
         assert_eq!(index.find(hash(5000), |r| r.start == 5000), None);
+    }
+
+    #[test]
+    fn an_index_too_large_for_memory_is_an_error() {
+        assert!(matches!(
+            Index::with_capacity(usize::MAX / 2),
+            Err(RowError::TooLarge)
+        ));
+        assert!(matches!(
+            Index::with_capacity(usize::MAX / 64),
+            Err(RowError::TooLarge)
+        ));
     }
 }

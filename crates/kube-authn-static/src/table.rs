@@ -110,7 +110,7 @@ impl Table {
             ascii &= piece.is_ascii();
             kube_authn_core::reload::cooperate();
         }
-        let mut rows = Index::with_capacity(lines.min(PRESIZE_LIMIT));
+        let mut rows = Index::with_capacity(lines.min(PRESIZE_LIMIT))?;
         // The kept fields are never longer than the file. Bytes while parsing (wiped if the
         // file is refused), checked as UTF-8 field by field only when the file is not ASCII.
         let mut text = zeroize::Zeroizing::new(Vec::with_capacity(bytes.len()));
