@@ -341,6 +341,53 @@ mod tests {
     }
 
     #[test]
+    fn rows_with_fields_too_long_for_an_index_entry_are_found_whole() {
+        let (uid, groups) = ("u".repeat(70_000), "g".repeat(65_534));
+        let key = "k".repeat(65_535);
+        let csv = format!("{key},alice,{uid},{groups}\nt2,bob,{uid},\"{groups},x\"\nt3,carol,1,\n");
+        let t = Table::parse(Path::new("t"), csv.as_bytes(), Kind::Token).unwrap();
+        let alice = t.user_by_token(&key).unwrap();
+        assert_eq!((alice.username.as_str(), &alice.uid), ("alice", &uid));
+        assert_eq!(alice.groups, std::slice::from_ref(&groups));
+        let bob = t.user_by_token("t2").unwrap();
+        assert_eq!(bob.groups, [groups, "x".to_owned()]);
+        assert_eq!(t.user_by_token("t3").unwrap().groups, [""]);
+        assert_eq!(t.user_by_token(&key[1..]), None);
+    }
+
+    proptest::proptest! {
+        // Any mix of rows (repeated keys, empty tokens, with or without a groups column) gives
+        // the table a model map gives: the last row of each key, and nothing for other keys.
+        #[test]
+        fn lookups_agree_with_a_map_of_the_last_rows(rows in proptest::collection::vec((
+            proptest::sample::select(vec!["", "a", "b", "c", "dd", "é", "token-1", "token-2"]),
+            0..1000u32,
+            proptest::option::of(proptest::sample::select(vec!["", "g", "g,h", ",", "x,,y"])),
+        ), 0..60)) {
+            let mut csv = String::new();
+            let mut model = std::collections::HashMap::new();
+            for (key, n, groups) in &rows {
+                csv.push_str(&format!("{key},user-{n},uid-{n}"));
+                if let Some(g) = groups {
+                    csv.push_str(&format!(",\"{g}\""));
+                }
+                csv.push('\n');
+                if !key.is_empty() {
+                    let groups: Vec<String> =
+                        groups.map(|g| g.split(',').map(str::to_owned).collect()).unwrap_or_default();
+                    model.insert(*key, (format!("user-{n}"), format!("uid-{n}"), groups));
+                }
+            }
+            let t = Table::parse(Path::new("t"), csv.as_bytes(), Kind::Token).unwrap();
+            proptest::prop_assert_eq!(t.len(), model.len());
+            for key in ["", "a", "b", "c", "dd", "é", "token-1", "token-2", "token-3", "aa"] {
+                let found = t.user_by_token(key).map(|u| (u.username, u.uid, u.groups));
+                proptest::prop_assert_eq!(found, model.get(key).cloned(), "key {:?}", key);
+            }
+        }
+    }
+
+    #[test]
     fn debug_shows_no_content() {
         let t = Table::parse(Path::new("t"), b"s3cret,alice,1\n", Kind::Token).unwrap();
         let debug = format!("{t:?}");
