@@ -88,10 +88,7 @@ impl Index {
     /// The row whose key hashes to `hash` and satisfies `is_key` (called only for rows whose
     /// tag matches).
     pub(crate) fn find(&self, hash: u64, is_key: impl FnMut(&Row) -> bool) -> Option<Row> {
-        self.position(hash, is_key)
-            .ok()
-            .and_then(|i| self.entries.get(i))
-            .map(|e| self.unpack(e))
+        self.position(hash, is_key).ok().map(|(_, row)| row)
     }
 
     /// Adds `row`, replacing the row that satisfies `is_key` if there is one (and returning it).
@@ -108,9 +105,11 @@ impl Index {
         }
         let entry = self.pack(tag(hash), &row)?;
         match self.position(hash, is_key) {
-            Ok(i) => {
-                let old = self.entries.get_mut(i).map(|e| std::mem::replace(e, entry));
-                Ok(old.map(|e| self.unpack(&e)))
+            Ok((i, old)) => {
+                if let Some(e) = self.entries.get_mut(i) {
+                    *e = entry;
+                }
+                Ok(Some(old))
             }
             Err(i) => {
                 if let Some(e) = self.entries.get_mut(i) {
@@ -122,8 +121,13 @@ impl Index {
         }
     }
 
-    /// `Ok(i)`: the entry of the key; `Err(i)`: the empty entry where it would go.
-    fn position(&self, hash: u64, mut is_key: impl FnMut(&Row) -> bool) -> Result<usize, usize> {
+    /// `Ok((i, row))`: the entry of the key and its row; `Err(i)`: the empty entry where it
+    /// would go.
+    fn position(
+        &self,
+        hash: u64,
+        mut is_key: impl FnMut(&Row) -> bool,
+    ) -> Result<(usize, Row), usize> {
         let mask = self.entries.len() - 1;
         let tag = tag(hash);
         let mut i = hash as usize & mask;
@@ -133,8 +137,11 @@ impl Index {
             if e.tag == 0 {
                 return Err(i);
             }
-            if e.tag == tag && is_key(&self.unpack(e)) {
-                return Ok(i);
+            if e.tag == tag {
+                let row = self.unpack(e);
+                if is_key(&row) {
+                    return Ok((i, row));
+                }
             }
             i = (i + 1) & mask;
         }
@@ -149,15 +156,13 @@ impl Index {
             .checked_mul(2)
             .ok_or(RowError::TooLarge)?;
         let old = std::mem::replace(&mut self.entries, empty_entries(slots)?);
-        let mask = slots - 1;
         for e in old.into_iter().filter(|e| e.tag != 0) {
-            let mut i = rehash(&self.unpack(&e)) as usize & mask;
-            while let Some(slot) = self.entries.get_mut(i) {
-                if slot.tag == 0 {
-                    *slot = e;
-                    break;
-                }
-                i = (i + 1) & mask;
+            // Every key is new to the grown index: it goes to the first empty entry.
+            let Err(i) = self.position(rehash(&self.unpack(&e)), |_| false) else {
+                continue;
+            };
+            if let Some(slot) = self.entries.get_mut(i) {
+                *slot = e;
             }
         }
         Ok(())
