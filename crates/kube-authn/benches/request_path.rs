@@ -18,6 +18,14 @@ use tower::Layer;
 mod common;
 use common::{bench_calls, inner};
 
+/// `GET /api` with this `Authorization` header.
+fn get_with_authorization(value: &str) -> Request<()> {
+    Request::get("/api")
+        .header("authorization", value)
+        .body(())
+        .unwrap()
+}
+
 fn token_csv(n: usize) -> (Vec<u8>, Vec<String>) {
     let mut csv = String::with_capacity(n * 64);
     let mut tokens = Vec::with_capacity(n);
@@ -88,16 +96,10 @@ fn request_path(c: &mut Criterion) {
     let mut i = 0;
     bench_calls(&mut group, "bearer_token_file_100k", &mut svc, || {
         i = (i + 1) % bearer.len();
-        Request::get("/api")
-            .header("authorization", &bearer[i])
-            .body(())
-            .unwrap()
+        get_with_authorization(&bearer[i])
     });
     bench_calls(&mut group, "bearer_unknown_token_401", &mut svc, || {
-        Request::get("/api")
-            .header("authorization", "Bearer not-a-token")
-            .body(())
-            .unwrap()
+        get_with_authorization("Bearer not-a-token")
     });
     let mut i = 0;
     bench_calls(&mut group, "websocket_token_file_100k", &mut svc, || {
@@ -118,10 +120,7 @@ fn request_path(c: &mut Criterion) {
     let mut i = 0;
     bench_calls(&mut group, "basic_password_file_10k", &mut svc, || {
         i = (i + 1) % basic.len();
-        Request::get("/api")
-            .header("authorization", &basic[i])
-            .body(())
-            .unwrap()
+        get_with_authorization(&basic[i])
     });
 
     let mut svc = AuthnLayer::builder()
