@@ -35,6 +35,13 @@ use crate::verify::{ChainPolicy, RequiredUsage};
 /// `x509: certificate has expired or is not yet valid: current time ... is after ...`,
 /// `x509: certificate specifies an incompatible key usage`, ...
 ///
+/// # Metrics
+/// Every request with a client certificate observes how long the leaf remains valid in the
+/// histogram `apiserver_client_certificate_expiration_seconds` (Kubernetes' name and
+/// behaviour), through the `metrics` recorder installed when the authenticator is built. A
+/// recorder that buffers observations, such as `metrics-exporter-prometheus` installed with
+/// `install_recorder`, must be drained periodically (`PrometheusHandle::run_upkeep`) or scraped.
+///
 /// # Differences from Go's `x509.Verify`
 /// Verification is rustls-webpki's: certificates with unknown critical extensions are refused;
 /// name constraints are enforced as webpki does; signature algorithms are those of aws-lc-rs

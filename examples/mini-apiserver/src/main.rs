@@ -30,6 +30,9 @@ use crate::tls::BoxError;
 /// request answered 401 (`kube_authn::rejected`), a client certificate (`kube_authn::x509`)
 /// or a proxy certificate (`kube_authn::requestheader`) that did not verify, with the reason
 /// (unknown authority, expired, not yet valid, incompatible usage).
+/// How often the Prometheus recorder's histogram observations are drained into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(1);
+
 const DEFAULT_LOG_FILTER: &str =
     "info,kube_authn::rejected=debug,kube_authn::x509=debug,kube_authn::requestheader=debug";
 
@@ -150,6 +153,8 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         .map_err(|e| format!("unable to configure the metrics recorder: {e}"))?
         .install_recorder()
         .map_err(|e| format!("unable to install the metrics recorder: {e}"))?;
+    let metrics = Arc::new(metrics);
+    spawn_metrics_upkeep(Arc::clone(&metrics), METRICS_UPKEEP);
 
     let cert_dir = usable_cert_dir(&flags.cert_dir);
     let serving = tls::serving_cert(
@@ -245,7 +250,7 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
     store.spawn_simulator(Duration::from_millis(flags.log_line_interval_ms));
     let state = api::AppState {
         store,
-        metrics: Arc::new(metrics),
+        metrics,
         server_address: local.to_string(),
     };
     let app = api::router(state).layer(axum::middleware::from_fn_with_state(
@@ -293,4 +298,25 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         kube_authn::x509::serve(listener, tls_config, app).await?;
     }
     Ok(())
+}
+
+/// Drains the recorder's histogram observations every `every`.
+///
+/// The Prometheus recorder keeps each histogram observation until something drains it: a
+/// scrape of `/metrics`, or this upkeep (`install_recorder` leaves it to the caller). The x509
+/// authenticator observes `apiserver_client_certificate_expiration_seconds` on every request,
+/// as Kubernetes does, so without it a server nobody scrapes grows by ~16 bytes a request
+/// (measured: 8.8 to 55 MiB over 2.7 million mTLS requests).
+fn spawn_metrics_upkeep(
+    handle: Arc<metrics_exporter_prometheus::PrometheusHandle>,
+    every: Duration,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
 }
