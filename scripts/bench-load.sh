@@ -153,7 +153,7 @@ start_mtls() { # mode
   for _ in $(seq 100); do grep -q "Serving securely" "$WORK/server.out" 2>/dev/null && return; sleep 0.1; done
   echo "server did not start: $(cat "$WORK/server.err")" >&2; exit 1
 }
-run_oha() { # mode extra-oha-args... -> "rps p99_ms cpu_us_per_req"
+run_oha() { # mode extra-oha-args... -> "rps p99_ms cpu_us_per_req peak_rss_mib"
   local mode=$1; shift
   start_mtls "$mode"
   local oha=(taskset -c 1 "$OHA" --no-tui --output-format json -c "$CONNECTIONS" --cacert "$WORK/pki/root-ca.crt"
@@ -163,8 +163,10 @@ run_oha() { # mode extra-oha-args... -> "rps p99_ms cpu_us_per_req"
   before=$(cpu_ticks "$SERVER")
   "${oha[@]}" -z "${DURATION}s" "https://127.0.0.1:$PORT/healthz" >"$WORK/oha.json"
   after=$(cpu_ticks "$SERVER")
+  local hwm
+  hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER/status")
   stop_server
-  python3 - "$WORK/oha.json" "$before" "$after" "$CLK" <<'PY'
+  python3 - "$WORK/oha.json" "$before" "$after" "$CLK" "$hwm" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 codes = r.get("statusCodeDistribution", {})
@@ -173,22 +175,22 @@ total = sum(codes.values())
 if total == 0 or ok != total:
     sys.exit(f"oha: non-200 responses: {codes} {r.get('errorDistribution')}")
 cpu = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])
-print(f"{r['summary']['requestsPerSec']:.0f} {r['latencyPercentiles']['p99'] * 1e3:.3f} {cpu / total * 1e6:.2f}")
+print(f"{r['summary']['requestsPerSec']:.0f} {r['latencyPercentiles']['p99'] * 1e3:.3f} {cpu / total * 1e6:.2f} {int(sys.argv[5]) / 1024:.1f}")
 PY
 }
 echo
-printf "%-6s %-10s %10s %9s %12s %10s\n" round mode req/s p99_ms cpu_us/req cpu_ratio
+printf "%-6s %-10s %10s %9s %12s %10s %14s\n" round mode req/s p99_ms cpu_us/req cpu_ratio peak_rss_MiB
 MT=""
 for r in $(seq "$ROUNDS"); do
-  read -r b_rps b_p99 b_cpu < <(run_oha none)
-  printf "%-6s %-10s %10s %9s %12s %10s\n" "$r" mtls-none "$b_rps" "$b_p99" "$b_cpu" 1.000
-  read -r rps p99 cpu < <(run_oha x509)
+  read -r b_rps b_p99 b_cpu b_rss < <(run_oha none)
+  printf "%-6s %-10s %10s %9s %12s %10s %14s\n" "$r" mtls-none "$b_rps" "$b_p99" "$b_cpu" 1.000 "$b_rss"
+  read -r rps p99 cpu rss < <(run_oha x509)
   cr=$(python3 -c "print(f'{$cpu/$b_cpu:.3f}')")
-  printf "%-6s %-10s %10s %9s %12s %10s\n" "$r" mtls-x509 "$rps" "$p99" "$cpu" "$cr"
+  printf "%-6s %-10s %10s %9s %12s %10s %14s\n" "$r" mtls-x509 "$rps" "$p99" "$cpu" "$cr" "$rss"
   MT="$MT $cr"
 done
 echo "median cpu/request ratio, mtls-x509 vs mtls-none: $(python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" $MT)"
 for mode in none x509; do
-  read -r hs p99 cpu < <(run_oha $mode --disable-keepalive)
+  read -r hs p99 cpu _ < <(run_oha $mode --disable-keepalive)
   echo "new connections (TLS handshake + one request), mtls-$mode: $hs handshakes/s, p99 $p99 ms, $cpu CPU us per connection"
 done
