@@ -17,7 +17,8 @@
 #              validity dates checked per request)
 # and new TLS connections per second (oha --disable-keepalive) for both.
 #
-#   scripts/bench-load.sh            # ROUNDS=3 DURATION=8 CONNECTIONS=32 RELOAD_RUNS=3; MTLS=0 skips oha
+#   scripts/bench-load.sh            # ROUNDS=3 DURATION=8 CONNECTIONS=32 RELOAD_RUNS=3; MTLS=0 skips oha,
+#                                    # WRK=0 the wrk part (token/password modes and reloads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -70,6 +71,7 @@ print(f"{rps:.0f} {p99:.3f} {cpu / reqs * 1e6:.2f}")
 PY
 }
 
+if [ "${WRK:-1}" = 1 ]; then
 printf "%-6s %-9s %10s %9s %12s %10s %10s\n" round mode req/s p99_ms cpu_us/req rps_ratio cpu_ratio
 declare -A SUM
 for r in $(seq "$ROUNDS"); do
@@ -135,6 +137,7 @@ else
   echo "oha not built yet (the mTLS part builds it): half-rate reload figures skipped" >&2
 fi
 stop_server
+fi # WRK
 
 # ---- mTLS: x509 authentication per request, and handshakes per second ----
 [ "${MTLS:-1}" = 1 ] || exit 0

@@ -231,6 +231,19 @@ impl<T: Send + Sync + 'static> Reloading<T> {
         P: Parse<Output = T>,
     {
         let path = path.into();
+        // The watcher runs and the file's identity is taken before the first read: a change
+        // made while the file is read and parsed is then an event or a new identity for the
+        // loop, never lost (a large file takes a while to parse).
+        let (tx, rx) = mpsc::channel();
+        let watcher = match start_watcher(&path, tx.clone()) {
+            Ok(watcher) => watcher,
+            Err(source) => {
+                // A missing file (or directory) is reported as such.
+                read::<P::Error>(&path)?;
+                return Err(LoadError::Watch { path, source });
+            }
+        };
+        let id = FileId::of(&path);
         let bytes = read(&path)?;
         let value = parser.parse(&path, &bytes).map_err(LoadError::Parse)?;
         let value = Arc::new(ArcSwap::from_pointee(value));
@@ -238,14 +251,8 @@ impl<T: Send + Sync + 'static> Reloading<T> {
             path: path.clone(),
             status: Mutex::new(ReloadStatus::default()),
         });
-
-        let (tx, rx) = mpsc::channel();
-        let watcher = start_watcher(&path, tx.clone()).map_err(|source| LoadError::Watch {
-            path: path.clone(),
-            source,
-        })?;
         let mut state = WatchState {
-            id: FileId::of(&path),
+            id,
             hash: hash(&bytes),
         };
         let thread_value = Arc::clone(&value);
@@ -675,6 +682,48 @@ mod tests {
         fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
         fs::remove_dir_all(d.join("..v1")).unwrap();
         wait_for("symlink swap", || *r.current().as_ref() == vec![2]);
+    }
+
+    #[test]
+    fn a_file_replaced_during_the_first_load_is_loaded() {
+        use std::sync::mpsc::sync_channel;
+        /// Parses like `numbers`; the first call waits until the test has replaced the file.
+        struct Gated(Mutex<Option<(mpsc::SyncSender<()>, mpsc::Receiver<()>)>>);
+        impl Parse for Gated {
+            type Output = Vec<u32>;
+            type Error = Bad;
+            fn parse(&self, path: &Path, bytes: &[u8]) -> Result<Vec<u32>, Bad> {
+                if let Some((started, go)) = self.0.lock().unwrap().take() {
+                    started.send(()).unwrap();
+                    go.recv().unwrap();
+                }
+                numbers(path, bytes)
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n");
+        fs::write(&path, "1\n").unwrap();
+        let (started_tx, started) = sync_channel(0);
+        let (go, go_rx) = sync_channel(0);
+        let gate = Gated(Mutex::new(Some((started_tx, go_rx))));
+        let replacer = {
+            let dir = dir.path().to_owned();
+            let path = path.clone();
+            std::thread::spawn(move || {
+                started.recv().unwrap();
+                // The old content is being parsed: replace the file by rename, then let it go.
+                let tmp = dir.join(".n.tmp");
+                fs::write(&tmp, "2\n").unwrap();
+                fs::rename(&tmp, &path).unwrap();
+                go.send(()).unwrap();
+            })
+        };
+        let r = Reloading::watch(&path, gate, opts()).unwrap();
+        replacer.join().unwrap();
+        assert_eq!(*r.current().as_ref(), vec![1]);
+        wait_for("the file replaced during the first load", || {
+            *r.current().as_ref() == vec![2]
+        });
     }
 
     #[test]
