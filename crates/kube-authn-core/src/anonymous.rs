@@ -21,6 +21,11 @@ impl Anonymous {
 
     /// Anonymous only for requests whose path is exactly one of `paths`
     /// (Kubernetes `anonymous.conditions`); an empty list means every path.
+    ///
+    /// The path is compared as the request sent it, not percent-decoded as Kubernetes' decoded
+    /// `URL.Path` is: `/heal%74hz` is not `/healthz` here. Routers such as axum's match the raw
+    /// path too, so a decoded match could let anonymous requests reach a route the condition
+    /// did not name; the only difference is a 401 for a spelling no client sends.
     pub fn with_paths<I, S>(paths: I) -> Self
     where
         I: IntoIterator<Item = S>,

@@ -84,12 +84,26 @@ pub type RequestHead = Box<Parts>;
 
 /// The outcome of a request authenticator: the request head (rewritten on success, for example
 /// without the credential header) and the result.
-#[derive(Debug)]
+///
+/// Its `Debug` shows the method, the path and the header names of the head, never header values
+/// or the query (they may hold the credential).
 pub struct RequestOutcome {
     /// The request head.
     pub parts: RequestHead,
     /// What the authenticator decided.
     pub result: AuthnResult,
+}
+
+impl std::fmt::Debug for RequestOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.parts.headers.keys().map(|k| k.as_str()).collect();
+        f.debug_struct("RequestOutcome")
+            .field("method", &self.parts.method)
+            .field("path", &self.parts.uri.path())
+            .field("header_names", &names)
+            .field("result", &self.result)
+            .finish()
+    }
 }
 
 impl RequestOutcome {
@@ -181,6 +195,29 @@ forward_impls!(Arc, Box);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_an_outcome_shows_no_header_value_or_query() {
+        let parts = http::Request::get("/api/v1/pods?access_token=q-secret")
+            .header("Authorization", "Bearer s3cr3t-token")
+            .header(
+                "Sec-WebSocket-Protocol",
+                "base64url.bearer.authorization.k8s.io.czNjcjN0",
+            )
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let outcome = RequestOutcome::new(Box::new(parts), Err(AuthnError::InvalidBearerToken));
+        let shown = format!("{outcome:?} {outcome:#?}");
+        for secret in ["s3cr3t", "czNjcjN0", "q-secret", "access_token"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("authorization") && shown.contains("/api/v1/pods"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn intersect_keeps_the_order_of_the_argument() {

@@ -11,27 +11,58 @@ pub const UNAUTHORIZED_BODY: &str = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",
 /// The pretty 401 body Kubernetes sends to curl, wget and browsers (no final newline).
 pub const UNAUTHORIZED_BODY_PRETTY: &str = "{\n  \"kind\": \"Status\",\n  \"apiVersion\": \"v1\",\n  \"metadata\": {},\n  \"status\": \"Failure\",\n  \"message\": \"Unauthorized\",\n  \"reason\": \"Unauthorized\",\n  \"code\": 401\n}";
 
-/// Whether Kubernetes would pretty-print a response to this request: `?pretty=<bool>` decides
-/// when present, else a `User-Agent` starting with `curl`, `Wget` or `Mozilla/5.0`.
+/// Whether Kubernetes would pretty-print a response to this request (`isPrettyPrint`): when the
+/// raw query mentions `pretty`, the first non-empty value of the query parameter `pretty`
+/// (decoded as Go's `url.ParseQuery` does) decides, as `strconv.ParseBool` reads it; else a
+/// `User-Agent` starting with `curl`, `Wget` or `Mozilla/5.0`.
 pub fn is_pretty_print(uri: &http::Uri, headers: &http::HeaderMap) -> bool {
     if let Some(query) = uri.query()
         && query.contains("pretty")
+        && let Some(value) = first_query_value(query, "pretty")
+        && !value.is_empty()
     {
-        {
-            let value = query
-                .split('&')
-                .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-                .find(|(k, _)| *k == "pretty")
-                .map(|(_, v)| v);
-            if let Some(v) = value.filter(|v| !v.is_empty()) {
-                return matches!(v, "1" | "t" | "T" | "true" | "TRUE" | "True");
-            }
-        }
+        return matches!(&*value, "1" | "t" | "T" | "true" | "TRUE" | "True");
     }
     headers.get(USER_AGENT).is_some_and(|ua| {
         let ua = ua.as_bytes();
         ua.starts_with(b"curl") || ua.starts_with(b"Wget") || ua.starts_with(b"Mozilla/5.0")
     })
+}
+
+/// The first value of `key` in `query`, as Go's `url.ParseQuery` then `Values.Get` give it:
+/// pairs split at `&`, a pair holding `;` or a bad escape is skipped, keys and values are
+/// query-unescaped.
+fn first_query_value(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.contains(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (k, v) = (query_unescape(k)?, query_unescape(v)?);
+            (k == key).then_some(v)
+        })
+}
+
+/// Go's `url.QueryUnescape`: `+` is a space, `%XX` a byte; a `%` without two hex digits, or a
+/// result that is not UTF-8 for Rust's `String`, is refused.
+fn query_unescape(s: &str) -> Option<String> {
+    if !s.contains(['%', '+']) {
+        return Some(s.to_owned());
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = char::from(bytes.next()?).to_digit(16)?;
+                let lo = char::from(bytes.next()?).to_digit(16)?;
+                out.push(u8::try_from(hi * 16 + lo).ok()?);
+            }
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The 401 response: the Kubernetes `Status` with reason `Unauthorized`,
@@ -85,5 +116,18 @@ mod tests {
         assert!(!check("/api?pretty=nope", Some("curl/8.0")));
         assert!(check("/api?pretty=", Some("curl/8.0")));
         assert!(check("/api?prettyish=1", Some("curl/8.0")));
+        // Decoded as Go's url.ParseQuery: escapes and `+` in keys and values.
+        assert!(check("/api?pretty=%74rue", Some("kubectl")));
+        assert!(check("/api?pr%65tty=1&pretty=0", Some("kubectl")));
+        assert!(!check("/api?pretty=%66alse", Some("curl/8.0")));
+        assert!(!check("/api?pretty=+true", Some("curl/8.0")));
+        // Pairs with `;` or a bad escape are skipped: the next `pretty`, else the user agent.
+        assert!(check("/api?pretty=0;x", Some("curl/8.0")));
+        assert!(!check("/api?pretty=1;x", Some("kubectl")));
+        assert!(check("/api?pretty=%zz&pretty=1", Some("kubectl")));
+        assert!(check("/api?pretty=%f", Some("curl/8.0")));
+        // The first value decides, even when a later one is set.
+        assert!(check("/api?pretty=1&pretty=0", Some("kubectl")));
+        assert!(check("/api?pretty&pretty=0", Some("curl/8.0")));
     }
 }

@@ -305,6 +305,11 @@ mod tests {
             bearer_token("\u{a0}Bearer token\u{85}".as_bytes()),
             Bearer::Token("token")
         );
+        // Go's TrimSpace also trims the white space beyond Latin-1.
+        assert_eq!(
+            bearer_token("\u{2003}Bearer token\u{3000}".as_bytes()),
+            Bearer::Token("token")
+        );
     }
 
     #[tokio::test]

@@ -488,6 +488,18 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn entries_are_trimmed_of_unicode_white_space_as_go_trims_them() {
+        let parts = request(
+            UP,
+            &["\u{3000}base64url.bearer.authorization.k8s.io.dG9rZW4,\u{2003}dummy\u{a0}"],
+        );
+        let a = WebSocketProtocol::new(TokenFn::expecting("token", Outcome::User("u")));
+        let out = a.authenticate_request(parts).await;
+        assert!(matches!(out.result, Ok(Some(_))));
+        assert_eq!(protocols(&out.parts), ["dummy"]);
+    }
+
     #[test]
     fn upgrade_detection() {
         let h = |up: &str, conn: &[&str]| {
