@@ -515,8 +515,14 @@ fn check<P: Parse>(
     let path = &shared.path;
     let id = FileId::of(path);
     if id.is_none() {
-        // Missing for now (mid-rename, or deleted): keep the current value, look again later.
-        tracing::debug!(path = %path.display(), "watched file is missing; keeping the current value");
+        // Missing (deleted, or moved away): keep the current value and look again later. Said
+        // once per disappearance, as a warning: whoever deleted the file to revoke its
+        // credentials learns that they still work.
+        if state.id.is_some() {
+            tracing::warn!(path = %path.display(), "watched file is missing; keeping the current value until it is back");
+        } else {
+            tracing::debug!(path = %path.display(), "watched file is still missing");
+        }
         state.id = None;
         return;
     }
@@ -572,10 +578,16 @@ fn release_here<T>(previous: Arc<T>) {
     drop(previous);
 }
 
+/// Counts a refused reload; logs it as an error unless it is the same refusal as the last one
+/// (an unreadable file is tried again on every tick: said once, then at debug level).
 fn refuse(shared: &Shared, message: String) {
-    tracing::error!(path = %shared.path.display(), error = %message, "refused to reload; keeping the previous content");
     metrics::counter!("kube_authn_file_reloads_total", "result" => "failure").increment(1);
     let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
+    if status.last_error.as_deref() == Some(message.as_str()) {
+        tracing::debug!(path = %shared.path.display(), error = %message, "still refusing to reload; keeping the previous content");
+    } else {
+        tracing::error!(path = %shared.path.display(), error = %message, "refused to reload; keeping the previous content");
+    }
     status.failures += 1;
     status.last_error = Some(message);
 }
@@ -600,6 +612,83 @@ mod tests {
                     .map_err(|_| Bad(format!("{}:{}: not a number", path.display(), i + 1)))
             })
             .collect()
+    }
+
+    /// The log lines of every thread (the watcher's included), from a global subscriber
+    /// installed once for this test binary.
+    fn logs() -> String {
+        use std::sync::OnceLock;
+        static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+        #[derive(Clone)]
+        struct Writer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Writer {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = LOGS.get_or_init(|| {
+            let logs = Arc::new(Mutex::new(Vec::new()));
+            let writer = Writer(Arc::clone(&logs));
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+            logs
+        });
+        String::from_utf8_lossy(&logs.lock().unwrap()).into_owned()
+    }
+
+    #[test]
+    fn a_missing_file_is_a_warning_once_and_the_value_stays() {
+        logs();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-once");
+        fs::write(&path, "1\n").unwrap();
+        let r = Reloading::watch(&path, numbers, opts()).unwrap();
+        fs::remove_file(&path).unwrap();
+        let ours = |level: &str| {
+            logs()
+                .lines()
+                .filter(|l| l.contains(level) && l.contains("missing-once"))
+                .count()
+        };
+        wait_for("the warning", || ours("WARN") == 1);
+        // Several more checks (poll ticks) while it stays missing: no second warning.
+        wait_for("a later check", || ours("DEBUG") >= 2);
+        assert_eq!(ours("WARN"), 1);
+        assert_eq!(*r.current().as_ref(), vec![1], "the value stays");
+        // Back, then gone again: a new disappearance is said again.
+        fs::write(&path, "2\n").unwrap();
+        wait_for("the file back", || *r.current().as_ref() == vec![2]);
+        fs::remove_file(&path).unwrap();
+        wait_for("the second warning", || ours("WARN") == 2);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_refusal_repeated_on_every_tick_is_logged_as_an_error_once() {
+        logs();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("unreadable-once");
+        fs::write(&path, "1\n").unwrap();
+        let r = Reloading::watch(&path, numbers, opts()).unwrap();
+        // A directory in the file's place: it stats, but cannot be read (even by root).
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        wait_for("three refusals", || r.status().failures >= 3);
+        let errors = logs()
+            .lines()
+            .filter(|l| l.contains("ERROR") && l.contains("unreadable-once"))
+            .count();
+        assert_eq!(errors, 1, "{}", logs());
+        assert_eq!(*r.current().as_ref(), vec![1]);
+        assert!(r.status().last_error.unwrap().starts_with("unable to read"));
     }
 
     fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
