@@ -26,7 +26,8 @@ use crate::peer::PeerCertificates;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// How long a client may take to send a request head on HTTP/1.1.
+/// How long a client may take to send a request head on HTTP/1.1, and to send its first bytes
+/// after the TLS handshake on any protocol.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `service` over TLS on `listener`: one task per connection, a handshake timeout
@@ -38,6 +39,11 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// session resumption: rustls restores the chain of the original handshake). The TLS
 /// handshake runs in the connection's task, so a client that never finishes it does not
 /// block others.
+///
+/// Idle connections do not pile up: a client that completes the handshake and then sends
+/// nothing is dropped after the header read timeout (default 30 s; hyper's own HTTP/1.1 header
+/// timeout only starts with the first byte), as is an HTTP/1.1 client that does not complete a
+/// request head within it.
 ///
 /// Await the returned value to run the loop (it only returns on a fatal accept error).
 ///
@@ -61,6 +67,7 @@ pub fn serve<S>(listener: TcpListener, tls: impl Into<TlsSource>, service: S) ->
         tls: tls.into(),
         service,
         handshake_timeout: Duration::from_secs(10),
+        header_read_timeout: HEADER_READ_TIMEOUT,
     }
 }
 
@@ -71,6 +78,7 @@ pub struct Serve<S> {
     tls: TlsSource,
     service: S,
     handshake_timeout: Duration,
+    header_read_timeout: Duration,
 }
 
 impl<S> std::fmt::Debug for Serve<S> {
@@ -78,6 +86,7 @@ impl<S> std::fmt::Debug for Serve<S> {
         f.debug_struct("Serve")
             .field("listener", &self.listener)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +95,14 @@ impl<S> Serve<S> {
     /// How long a client has to complete the TLS handshake (default 10 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a client has, after the handshake, to send its first bytes, and on HTTP/1.1 to
+    /// complete each request head (default 30 s). A connection that sent nothing by then is
+    /// closed.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
         self
     }
 
@@ -128,7 +145,7 @@ impl<S> Serve<S> {
         builder
             .http1()
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(self.header_read_timeout);
         builder
             .http2()
             .timer(hyper_util::rt::TokioTimer::new())
@@ -153,6 +170,7 @@ impl<S> Serve<S> {
                 },
                 self.service.clone(),
                 builder.clone(),
+                self.header_read_timeout,
             ));
         }
     }
@@ -173,6 +191,7 @@ async fn connection<S, B>(
     acceptor: Acceptor,
     service: S,
     builder: auto::Builder<TokioExecutor>,
+    first_bytes_timeout: Duration,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -186,17 +205,108 @@ async fn connection<S, B>(
         return;
     };
     let (io, service) = accepted.serve(service);
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
-        .await
-    {
+    let (io, first_bytes) = FirstBytes::new(io.into_inner());
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    // hyper's timers start with the first bytes (the auto builder waits for them to choose the
+    // protocol), so a client that sends nothing after the handshake is dropped here.
+    let result = match tokio::time::timeout(first_bytes_timeout, conn.as_mut()).await {
+        Ok(result) => result,
+        Err(_) if !first_bytes.arrived() => {
+            tracing::debug!(target: "kube_authn::serve", %addr, "no request after the tls handshake; closing");
+            return;
+        }
+        Err(_) => conn.await,
+    };
+    if let Err(e) = result {
         tracing::debug!(target: "kube_authn::serve", %addr, error = %e, "connection ended with an error");
+    }
+}
+
+/// An I/O stream that notes whether anything was read from it yet.
+struct FirstBytes<T> {
+    inner: T,
+    seen: bool,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Whether the stream of a [`FirstBytes`] has delivered any byte.
+struct FirstBytesFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl FirstBytesFlag {
+    fn arrived(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl<T> FirstBytes<T> {
+    fn new(inner: T) -> (Self, FirstBytesFlag) {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let io = Self {
+            inner,
+            seen: false,
+            flag: std::sync::Arc::clone(&flag),
+        };
+        (io, FirstBytesFlag(flag))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstBytes<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if !this.seen && buf.filled().len() > before {
+            this.seen = true;
+            this.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytes<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 }
 
 /// The connection-level half of [`serve`], for servers that run their own accept loop: the
 /// TLS handshake (with a timeout) on an accepted socket, then the connection's data (peer
 /// certificates, peer address) put into every request of the connection.
+///
+/// The idle timeouts are the loop's business: hyper's HTTP/1.1 header timeout and HTTP/2
+/// keep-alive start only once the client has sent its first bytes, so bound the time to the
+/// first request yourself ([`serve`] closes a connection that sent nothing within its header
+/// read timeout).
 ///
 /// ```no_run
 /// # async fn run(tls: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {

@@ -207,6 +207,46 @@ async fn a_silent_client_does_not_block_others() {
     assert_eq!(status, 200);
 }
 
+#[tokio::test]
+async fn a_client_that_sends_nothing_after_the_handshake_is_closed() {
+    let pki = TestPki::shared();
+    let auth = authenticator();
+    let tls = server_config(&auth);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(AuthnLayer::new(auth))
+        .service(service_fn(whoami));
+    tokio::spawn(
+        serve(listener, Arc::new(tls), svc)
+            .header_read_timeout(Duration::from_millis(300))
+            .into_future(),
+    );
+    // For both protocols the auto builder can choose between: it waits for the first bytes.
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        let mut connector = client(Some(&pki.jbeda));
+        let mut config = (*connector.config().clone()).clone();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        connector = TlsConnector::from(Arc::new(config));
+        let mut silent = connect(&connector, addr).await;
+        let started = std::time::Instant::now();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut byte))
+            .await
+            .expect("the silent connection was not closed");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+    }
+    // A client that talks in time is served, and keeps its connection between requests sent
+    // within the timeout.
+    let mut stream = connect(&client(Some(&pki.jbeda)), addr).await;
+    for _ in 0..3 {
+        let (status, body) = get(&mut stream, "").await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
 /// A client certificate resolver that records the CA names the server advertised.
 #[derive(Debug, Default)]
 struct RecordHints(std::sync::Mutex<Vec<Vec<Vec<u8>>>>);
