@@ -593,6 +593,58 @@ impl TestPki {
         Ok((restricted, unrestricted, client))
     }
 
+    /// A client certificate (CN `impostor-client`) signed by an impostor of the client CA: a
+    /// CA with the client CA's name and a key of its own. Go refuses it as signed by an unknown
+    /// authority, the client CA (its candidate issuer) not having made the signature.
+    pub fn impostor_client(&self) -> Result<Issued, PkiError> {
+        let impostor = issue("impostor-ca", ca_params("kube-authn test client CA"), None)?;
+        issue(
+            "impostor-client",
+            client_params(&[cn("impostor-client")]),
+            Some(&impostor),
+        )
+    }
+
+    /// A certificate (CN `other-server`) for server authentication only, signed by the other
+    /// CA: refused for its unknown authority before its usage, as Go builds chains first.
+    pub fn other_ca_server_only(&self) -> Result<Issued, PkiError> {
+        let mut p = client_params(&[cn("other-server")]);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        issue("other-ca-server-only", p, Some(&self.other_ca))
+    }
+
+    /// An intermediate CA (CN `expired intermediate CA`) signed by the client CA and valid
+    /// 2000-01-01 to 2001-01-01, and a valid client certificate (CN `below-expired`) it signed
+    /// (the chain holds both).
+    pub fn expired_intermediate_with_client(&self) -> Result<Issued, PkiError> {
+        let mut p = ca_params("expired intermediate CA");
+        p.not_before = date_time_ymd(2000, 1, 1);
+        p.not_after = date_time_ymd(2001, 1, 1);
+        let intermediate = issue("expired-intermediate-ca", p, Some(&self.client_ca))?;
+        let mut client = issue(
+            "below-expired",
+            client_params(&[cn("below-expired")]),
+            Some(&intermediate),
+        )?;
+        client.intermediates = vec![intermediate.cert.clone()];
+        Ok(client)
+    }
+
+    /// A root CA (CN `expired root CA`) valid 2000-01-01 to 2001-01-01, and a valid client
+    /// certificate (CN `below-expired-root`) it signed.
+    pub fn expired_root_with_client(&self) -> Result<(Issued, Issued), PkiError> {
+        let mut p = ca_params("expired root CA");
+        p.not_before = date_time_ymd(2000, 1, 1);
+        p.not_after = date_time_ymd(2001, 1, 1);
+        let root = issue("expired-root-ca", p, None)?;
+        let client = issue(
+            "below-expired-root",
+            client_params(&[cn("below-expired-root")]),
+            Some(&root),
+        )?;
+        Ok((root, client))
+    }
+
     /// A new client certificate signed by the client CA with the given subject and validity
     /// (at most two organizations), client-auth usage.
     pub fn issue_client(

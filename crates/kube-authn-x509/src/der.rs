@@ -65,6 +65,8 @@ pub(crate) struct RawCert<'a> {
     pub(crate) version1: bool,
     /// The contents of the issuer name (what a trust anchor's `subject` holds).
     pub(crate) issuer: &'a [u8],
+    /// The contents of the subject name.
+    pub(crate) subject: &'a [u8],
     /// The whole `subjectPublicKeyInfo` element.
     pub(crate) spki: &'a [u8],
 }
@@ -101,7 +103,7 @@ impl<'a> RawCert<'a> {
         }
         let (issuer, _, fields) = expect(fields, SEQUENCE)?;
         let (_, _, fields) = expect(fields, SEQUENCE)?; // validity
-        let (_, _, fields) = expect(fields, SEQUENCE)?; // subject
+        let (subject, _, fields) = expect(fields, SEQUENCE)?;
         let (_, spki, fields) = expect(fields, SEQUENCE)?;
         if version1 && !fields.is_empty() {
             return None;
@@ -112,6 +114,7 @@ impl<'a> RawCert<'a> {
             signature,
             version1,
             issuer,
+            subject,
             spki,
         })
     }

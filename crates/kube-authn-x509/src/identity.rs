@@ -167,6 +167,46 @@ pub(crate) fn validity_of(der: &[u8]) -> Option<Validity> {
     })
 }
 
+/// How Go's `UnknownAuthorityError` names a candidate issuer: its last common name, else its
+/// first organization, else `serial:<decimal>`. `None` when the certificate cannot be read.
+pub(crate) fn go_cert_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let subject = cert.subject();
+    let text = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| {
+        directory_string(a.attr_value().tag(), a.attr_value().data)
+    };
+    let common_name = subject.iter_common_name().filter_map(text).last();
+    if let Some(cn) = common_name.filter(|cn| !cn.is_empty()) {
+        return Some(cn);
+    }
+    if let Some(org) = subject.iter_organization().find_map(text) {
+        return Some(org);
+    }
+    Some(format!("serial:{}", decimal(cert.raw_serial())))
+}
+
+/// The error Go's signature check gives for a signature that the key of `issuer_der` did not
+/// make (by the key's algorithm).
+pub(crate) fn go_signature_failure(issuer_der: &[u8]) -> &'static str {
+    const RSA: &[u64] = &[1, 2, 840, 113_549, 1, 1, 1];
+    const EC: &[u64] = &[1, 2, 840, 10045, 2, 1];
+    const ED25519: &[u64] = &[1, 3, 101, 112];
+    let Ok((_, cert)) = X509Certificate::from_der(issuer_der) else {
+        return "x509: signature verification failure";
+    };
+    let algorithm = &cert.public_key().algorithm.algorithm;
+    let is = |arcs: &[u64]| Oid::from(arcs).is_ok_and(|oid| *algorithm == oid);
+    if is(RSA) {
+        "crypto/rsa: verification error"
+    } else if is(EC) {
+        "x509: ECDSA verification failure"
+    } else if is(ED25519) {
+        "x509: Ed25519 verification failure"
+    } else {
+        "x509: signature verification failure"
+    }
+}
+
 /// The extended key usages a certificate allows, as Go's chain check reads them: a certificate
 /// without the extension allows every usage, as does `anyExtendedKeyUsage`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -129,17 +129,52 @@ impl Validity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Reason {
     UnknownAuthority,
-    Expired { now: i64, not_after: i64 },
-    NotYetValid { now: i64, not_before: i64 },
+    /// Go's `UnknownAuthorityError` with its hint: what refused the candidate issuer it tried.
+    UnknownAuthorityBecause {
+        hint: Hint,
+        candidate: String,
+    },
+    Expired {
+        now: i64,
+        not_after: i64,
+    },
+    NotYetValid {
+        now: i64,
+        not_before: i64,
+    },
     IncompatibleUsage,
     Malformed,
     Other(webpki::Error),
+}
+
+/// Why a candidate issuer was refused while a chain was built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Hint {
+    /// Its validity dates.
+    Dates(Box<Reason>),
+    /// Its key did not make the signature (Go's message for the key's algorithm).
+    Signature(&'static str),
+}
+
+impl fmt::Display for Hint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dates(reason) => reason.fmt(f),
+            Self::Signature(message) => f.write_str(message),
+        }
+    }
 }
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownAuthority => f.write_str("x509: certificate signed by unknown authority"),
+            Self::UnknownAuthorityBecause { hint, candidate } => write!(
+                f,
+                "x509: certificate signed by unknown authority (possibly because of {:?} while \
+                 trying to verify candidate authority certificate {candidate:?})",
+                hint.to_string()
+            ),
             Self::Expired { now, not_after } => write!(
                 f,
                 "x509: certificate has expired or is not yet valid: current time {} is after {}",
@@ -209,7 +244,14 @@ impl ChainResult {
     pub(crate) fn is_cacheable(&self) -> bool {
         !matches!(
             self,
-            Self::Rejected(Reason::Expired { .. } | Reason::NotYetValid { .. })
+            Self::Rejected(
+                Reason::Expired { .. }
+                    | Reason::NotYetValid { .. }
+                    | Reason::UnknownAuthorityBecause {
+                        hint: Hint::Dates(_),
+                        ..
+                    }
+            )
         )
     }
 }
@@ -234,6 +276,10 @@ pub(crate) fn verify_chain(
     let Some(raw) = RawCert::parse(leaf) else {
         return ChainResult::Rejected(Reason::Malformed);
     };
+    // Go checks the leaf's own dates before it looks for an issuer.
+    if let Err(reason) = validity.check(now) {
+        return ChainResult::Rejected(reason);
+    }
     if raw.version1 {
         // webpki reads version 3 only; Go accepts what `openssl x509 -req` makes.
         return verify_direct(pool, leaf, &raw, validity, now, usage);
@@ -246,20 +292,80 @@ pub(crate) fn verify_chain(
         Err(e) => return ChainResult::Rejected(e.into()),
     };
     let intermediates = chain.get(1..).unwrap_or_default();
-    let anchor_index = |path: &webpki::VerifiedPath<'_>| {
-        let anchor = path.anchor();
-        pool.anchors().iter().position(|a| std::ptr::eq(a, anchor))
+    let path = match find_path(pool, &end_entity, intermediates, now, Some(usage)) {
+        Ok(path) => path,
+        // Go verifies a CA certificate presented as the client certificate like any other.
+        Err(webpki::Error::CaUsedAsEndEntity) => {
+            return verify_direct(pool, leaf, &raw, validity, now, usage);
+        }
+        Err(e) => {
+            return ChainResult::Rejected(go_refusal(
+                pool,
+                &end_entity,
+                &raw,
+                intermediates,
+                now,
+                e,
+            ));
+        }
     };
-    // Go accepts a chain when any of the paths it can build passes, and checks the usages and
-    // dates of every certificate, the root's included; webpki's trust anchors keep neither.
-    // Refusing a path here makes webpki try the next one (another root with the same name).
+    for cert in path.intermediate_certificates() {
+        match crate::identity::validity_of(&cert.der()) {
+            Some(v) => validity = validity.intersect(v),
+            None => return ChainResult::Rejected(Reason::Malformed),
+        }
+    }
+    // The root's dates also bound the per-request check (a root can expire mid-connection).
+    let Some(anchor) = anchor_index(pool, &path) else {
+        return ChainResult::Rejected(Reason::UnknownAuthority);
+    };
+    if let Some(v) = pool.anchor_validity(anchor) {
+        validity = validity.intersect(v);
+    }
+    match validity.check(now) {
+        Ok(()) => ChainResult::Verified(validity),
+        Err(reason) => ChainResult::Rejected(reason),
+    }
+}
+
+/// Accepts every extended key usage: to learn whether a chain exists at all.
+struct AnyUsage;
+
+impl ExtendedKeyUsageValidator for AnyUsage {
+    fn validate(&self, _: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        Ok(())
+    }
+}
+
+/// The index in `pool` of the trust anchor `path` ends at.
+fn anchor_index(pool: &CaPool, path: &webpki::VerifiedPath<'_>) -> Option<usize> {
+    let anchor = path.anchor();
+    pool.anchors().iter().position(|a| std::ptr::eq(a, anchor))
+}
+
+/// A path from `end_entity` to one of `pool`'s anchors through `intermediates`, allowing
+/// `usage` (any usage when `None`).
+///
+/// Go accepts a chain when any of the paths it can build passes, and checks the usages and
+/// dates of every certificate, the root's included; webpki's trust anchors keep neither, so
+/// they are checked on each path found, and refusing one makes webpki try the next (another
+/// root with the same name).
+fn find_path<'p>(
+    pool: &'p CaPool,
+    end_entity: &'p EndEntityCert<'p>,
+    intermediates: &'p [CertificateDer<'p>],
+    now: UnixTime,
+    usage: Option<RequiredUsage>,
+) -> Result<webpki::VerifiedPath<'p>, webpki::Error> {
     let anchor_ok = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
         // webpki hands back a reference into the anchors it was given; should that ever
         // change, refuse rather than skip the root's checks.
-        let Some(i) = anchor_index(path) else {
+        let Some(i) = anchor_index(pool, path) else {
             return Err(webpki::Error::UnknownIssuer);
         };
-        if pool.anchor_usages(i).is_some_and(|u| !u.allows(usage)) {
+        if let Some(usage) = usage
+            && pool.anchor_usages(i).is_some_and(|u| !u.allows(usage))
+        {
             #[allow(deprecated)]
             return Err(webpki::Error::RequiredEkuNotFound);
         }
@@ -277,39 +383,122 @@ pub(crate) fn verify_chain(
             _ => Ok(()),
         }
     };
-    let path = match end_entity.verify_for_usage(
-        webpki::ALL_VERIFICATION_ALGS,
-        pool.anchors(),
-        intermediates,
-        now,
-        usage,
-        None,
-        Some(&anchor_ok),
-    ) {
-        Ok(path) => path,
-        // Go verifies a CA certificate presented as the client certificate like any other.
-        Err(webpki::Error::CaUsedAsEndEntity) => {
-            return verify_direct(pool, leaf, &raw, validity, now, usage);
+    let algs = webpki::ALL_VERIFICATION_ALGS;
+    match usage {
+        Some(usage) => end_entity.verify_for_usage(
+            algs,
+            pool.anchors(),
+            intermediates,
+            now,
+            usage,
+            None,
+            Some(&anchor_ok),
+        ),
+        None => end_entity.verify_for_usage(
+            algs,
+            pool.anchors(),
+            intermediates,
+            now,
+            AnyUsage,
+            None,
+            Some(&anchor_ok),
+        ),
+    }
+}
+
+/// Go's reason for a chain webpki refused (the leaf's own dates passed).
+///
+/// webpki checks each certificate's usages and dates before it looks for the certificate's
+/// issuer; Go builds the chains first, reporting an issuer refused for its dates or its
+/// signature as the hint of an unknown authority, and checks the usages on the chains it
+/// found. So a usage refusal is Go's only when a chain exists for any usage, and a date or
+/// signature refusal (of a certificate other than the leaf) is an unknown authority.
+fn go_refusal(
+    pool: &CaPool,
+    end_entity: &EndEntityCert<'_>,
+    leaf: &RawCert<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    error: webpki::Error,
+) -> Reason {
+    use webpki::Error as E;
+    #[allow(deprecated)]
+    let error = match error {
+        E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => {
+            match find_path(pool, end_entity, intermediates, now, None) {
+                Ok(_) => return Reason::IncompatibleUsage,
+                Err(other) => other,
+            }
         }
-        Err(e) => return ChainResult::Rejected(e.into()),
+        other => other,
     };
-    for cert in path.intermediate_certificates() {
-        match crate::identity::validity_of(&cert.der()) {
-            Some(v) => validity = validity.intersect(v),
-            None => return ChainResult::Rejected(Reason::Malformed),
+    #[allow(deprecated)]
+    match error {
+        E::CertExpired { not_after, .. } => {
+            let not_after = secs(not_after);
+            dated_candidate(pool, intermediates, now, |v| v.not_after == not_after)
         }
+        E::CertNotValidYet { not_before, .. } => {
+            let not_before = secs(not_before);
+            dated_candidate(pool, intermediates, now, |v| v.not_before == not_before)
+        }
+        E::InvalidSignatureForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            signature_candidate(pool, leaf, intermediates)
+        }
+        // Refusals of the chain's usages are Go's too.
+        E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => Reason::IncompatibleUsage,
+        other => other.into(),
     }
-    // The root's dates also bound the per-request check (a root can expire mid-connection).
-    let Some(anchor) = anchor_index(&path) else {
-        return ChainResult::Rejected(Reason::UnknownAuthority);
-    };
-    if let Some(v) = pool.anchor_validity(anchor) {
-        validity = validity.intersect(v);
-    }
-    match validity.check(now) {
-        Ok(()) => ChainResult::Verified(validity),
-        Err(reason) => ChainResult::Rejected(reason),
-    }
+}
+
+/// An unknown authority whose hint is the dates of the first issuer certificate (one the
+/// client sent, then one of the pool) that `matches` the refused dates and is invalid `now`.
+fn dated_candidate(
+    pool: &CaPool,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    matches: impl Fn(Validity) -> bool,
+) -> Reason {
+    intermediates
+        .iter()
+        .chain(pool.certificates())
+        .find_map(|der| {
+            let validity = crate::identity::validity_of(der).filter(|v| matches(*v))?;
+            let reason = validity.check(now).err()?;
+            Some(Reason::UnknownAuthorityBecause {
+                hint: Hint::Dates(Box::new(reason)),
+                candidate: crate::identity::go_cert_name(der)?,
+            })
+        })
+        .unwrap_or(Reason::UnknownAuthority)
+}
+
+/// An unknown authority whose hint is a signature the leaf's candidate issuer (a certificate
+/// named as the leaf's issuer: one the client sent, then one of the pool) did not make.
+fn signature_candidate(
+    pool: &CaPool,
+    leaf: &RawCert<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> Reason {
+    let sent = intermediates
+        .iter()
+        .filter(|der| RawCert::parse(der).is_some_and(|c| c.subject == leaf.issuer));
+    let trusted = pool
+        .anchors()
+        .iter()
+        .zip(pool.certificates())
+        .filter(|(anchor, _)| anchor.subject.as_ref() == leaf.issuer)
+        .map(|(_, der)| der);
+    sent.chain(trusted)
+        .find_map(|der| {
+            Some(Reason::UnknownAuthorityBecause {
+                hint: Hint::Signature(crate::identity::go_signature_failure(der)),
+                candidate: crate::identity::go_cert_name(der)?,
+            })
+        })
+        .unwrap_or(Reason::UnknownAuthority)
 }
 
 /// Verifies, without webpki, a leaf webpki will not take as an end entity (an X.509 version 1
@@ -326,32 +515,47 @@ fn verify_direct(
     now: UnixTime,
     usage: RequiredUsage,
 ) -> ChainResult {
-    match Usages::of(leaf) {
-        None => return ChainResult::Rejected(Reason::Malformed),
-        Some(u) if !u.allows(usage) => return ChainResult::Rejected(Reason::IncompatibleUsage),
-        Some(_) => {}
-    }
+    let Some(leaf_usages) = Usages::of(leaf) else {
+        return ChainResult::Rejected(Reason::Malformed);
+    };
+    // As Go: the candidate issuers first (one refused for its signature or dates is the hint of
+    // an unknown authority), the usages on the chains found.
     let mut refusal = Reason::UnknownAuthority;
     for (i, (anchor, cert)) in pool.anchors().iter().zip(pool.certificates()).enumerate() {
         let is_the_anchor = cert.as_ref() == leaf.as_ref();
-        if !is_the_anchor
-            && (anchor.subject.as_ref() != raw.issuer
-                || anchor.name_constraints.is_some()
-                || !signed_by(raw, anchor))
-        {
+        if !is_the_anchor {
+            if anchor.subject.as_ref() != raw.issuer || anchor.name_constraints.is_some() {
+                continue;
+            }
+            if !signed_by(raw, anchor) {
+                if let Some(candidate) = crate::identity::go_cert_name(cert) {
+                    refusal = Reason::UnknownAuthorityBecause {
+                        hint: Hint::Signature(crate::identity::go_signature_failure(cert)),
+                        candidate,
+                    };
+                }
+                continue;
+            }
+        }
+        let anchor_validity = pool.anchor_validity(i);
+        if let Some(Err(reason)) = anchor_validity.map(|v| v.check(now)) {
+            refusal = match crate::identity::go_cert_name(cert) {
+                // The leaf itself is the anchor: its own dates (checked before) refuse it.
+                Some(_) if is_the_anchor => reason,
+                Some(candidate) => Reason::UnknownAuthorityBecause {
+                    hint: Hint::Dates(Box::new(reason)),
+                    candidate,
+                },
+                None => Reason::UnknownAuthority,
+            };
             continue;
         }
-        if pool.anchor_usages(i).is_some_and(|u| !u.allows(usage)) {
+        if !leaf_usages.allows(usage) || pool.anchor_usages(i).is_some_and(|u| !u.allows(usage)) {
             refusal = Reason::IncompatibleUsage;
             continue;
         }
-        let validity = pool
-            .anchor_validity(i)
-            .map_or(leaf_validity, |v| leaf_validity.intersect(v));
-        match validity.check(now) {
-            Ok(()) => return ChainResult::Verified(validity),
-            Err(reason) => refusal = reason,
-        }
+        let validity = anchor_validity.map_or(leaf_validity, |v| leaf_validity.intersect(v));
+        return ChainResult::Verified(validity);
     }
     ChainResult::Rejected(refusal)
 }
@@ -520,5 +724,25 @@ mod tests {
             .is_cacheable()
         );
         assert!(ChainResult::Rejected(Reason::UnknownAuthority).is_cacheable());
+        // An issuer refused for its dates may become valid too; one refused for its signature
+        // will not.
+        let expired = Reason::Expired {
+            now: 10,
+            not_after: 5,
+        };
+        assert!(
+            !ChainResult::Rejected(Reason::UnknownAuthorityBecause {
+                hint: Hint::Dates(Box::new(expired)),
+                candidate: "ca".into(),
+            })
+            .is_cacheable()
+        );
+        assert!(
+            ChainResult::Rejected(Reason::UnknownAuthorityBecause {
+                hint: Hint::Signature("x509: ECDSA verification failure"),
+                candidate: "ca".into(),
+            })
+            .is_cacheable()
+        );
     }
 }

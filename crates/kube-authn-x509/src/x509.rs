@@ -239,6 +239,70 @@ mod tests {
         );
     }
 
+    /// Go builds the chains before it checks their usages, and reports an issuer refused for
+    /// its dates or its signature as the hint of an unknown authority; webpki checks each
+    /// certificate's dates and usages before it looks for the issuer. The leaf's own dates
+    /// come first in both.
+    #[test]
+    fn refusals_give_the_reason_go_gives() {
+        let pki = TestPki::shared();
+        let reason = |cas: &[&Issued], chain: Vec<CertificateDer<'static>>| {
+            let auth = X509Authenticator::new(bundle(cas));
+            let err = run(&auth, Some(chain)).unwrap_err().to_string();
+            match err.split_once(" failed: ") {
+                Some((_, reason)) => reason.to_owned(),
+                None => err,
+            }
+        };
+        let client_ca = &[&pki.client_ca][..];
+
+        let impostor = pki.impostor_client().unwrap();
+        assert_eq!(
+            reason(client_ca, impostor.chain()),
+            "x509: certificate signed by unknown authority (possibly because of \"x509: ECDSA \
+             verification failure\" while trying to verify candidate authority certificate \
+             \"kube-authn test client CA\")"
+        );
+
+        let server_only = pki.other_ca_server_only().unwrap();
+        assert_eq!(
+            reason(client_ca, server_only.chain()),
+            "x509: certificate signed by unknown authority"
+        );
+        assert_eq!(
+            reason(client_ca, pki.server_only.chain()),
+            "x509: certificate specifies an incompatible key usage"
+        );
+
+        let below = pki.expired_intermediate_with_client().unwrap();
+        let got = reason(client_ca, below.chain());
+        assert!(
+            got.starts_with(
+                "x509: certificate signed by unknown authority (possibly because of \"x509: \
+                 certificate has expired or is not yet valid: current time "
+            ) && got.ends_with(
+                " is after 2001-01-01T00:00:00Z\" while trying to verify candidate authority \
+                 certificate \"expired intermediate CA\")"
+            ),
+            "{got}"
+        );
+
+        let (root, client) = pki.expired_root_with_client().unwrap();
+        let got = reason(&[&root], client.chain());
+        assert!(
+            got.starts_with("x509: certificate signed by unknown authority (possibly because of")
+                && got.ends_with("candidate authority certificate \"expired root CA\")"),
+            "{got}"
+        );
+
+        // The leaf's own dates first, whoever signed it.
+        let got = reason(&[&pki.other_ca], pki.expired.chain());
+        assert!(
+            got.starts_with("x509: certificate has expired or is not yet valid: current time"),
+            "{got}"
+        );
+    }
+
     #[test]
     fn any_root_that_allows_the_usage_will_do() {
         let pki = TestPki::shared();
