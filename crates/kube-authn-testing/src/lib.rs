@@ -645,6 +645,36 @@ impl TestPki {
         Ok((root, client))
     }
 
+    /// A client certificate (CN `two-paths`) below an intermediate CA issued twice by the
+    /// client CA with the same name and key, valid until `first_until` (the copy sent first)
+    /// and until 2120: two paths to the client CA, the first ending before the second (a
+    /// renewed intermediate sent along with the old one).
+    pub fn client_with_two_intermediate_paths(
+        &self,
+        first_until: SystemTime,
+    ) -> Result<Issued, PkiError> {
+        let key = KeyPair::generate()?;
+        let since = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let copy = |not_after| -> Result<Issued, PkiError> {
+            let mut p = ca_params("two-paths intermediate CA");
+            p.not_before = date_time_ymd(2020, 1, 1);
+            p.not_after = not_after;
+            let key = KeyPair::from_pem(&key.serialize_pem())?;
+            Ok(Issued {
+                name: "two-paths-intermediate",
+                cert: p.signed_by(&key, &self.client_ca.issuer())?.der().clone(),
+                key,
+                intermediates: Vec::new(),
+                params: p,
+            })
+        };
+        let short = copy(date_time_ymd(1970, 1, 1) + since(first_until))?;
+        let long = copy(date_time_ymd(2120, 1, 1))?;
+        let mut client = issue("two-paths", client_params(&[cn("two-paths")]), Some(&long))?;
+        client.intermediates = vec![short.cert.clone(), long.cert.clone()];
+        Ok(client)
+    }
+
     /// A new client certificate signed by the client CA with the given subject and validity
     /// (at most two organizations), client-auth usage.
     pub fn issue_client(

@@ -36,8 +36,8 @@ pub(crate) struct LeafInfo {
     pub(crate) user: Result<Option<UserInfo>, UidError>,
     /// False when x509-parser could not read the certificate.
     pub(crate) parsed: bool,
-    /// The leaf's notAfter, in seconds since the Unix epoch.
-    pub(crate) not_after: Option<i64>,
+    /// The leaf's own validity dates.
+    pub(crate) validity: Option<Validity>,
 }
 
 impl LeafInfo {
@@ -50,7 +50,7 @@ impl LeafInfo {
                 common_name: String::new(),
                 user: Ok(None),
                 parsed: false,
-                not_after: None,
+                validity: None,
             };
         };
         let identifier = Identifier::of(&cert).to_string();
@@ -68,7 +68,7 @@ impl LeafInfo {
                 common_name: String::new(),
                 user: Ok(None),
                 parsed: false,
-                not_after: None,
+                validity: None,
             };
         }
         let common_name = subject
@@ -96,7 +96,10 @@ impl LeafInfo {
             common_name,
             user,
             parsed: true,
-            not_after: Some(cert.validity().not_after.timestamp()),
+            validity: Some(Validity {
+                not_before: cert.validity().not_before.timestamp(),
+                not_after: cert.validity().not_after.timestamp(),
+            }),
         }
     }
 }

@@ -159,6 +159,35 @@ impl PeerCertificates {
         self.store(key, now(), result)
     }
 
+    /// Replaces `stale`, the result memoized for `key`, with `verify()`, unless another
+    /// request of the connection already replaced it (then that result is returned).
+    pub(crate) fn reverified(
+        &self,
+        key: MemoKey,
+        stale: &Arc<ChainResult>,
+        verify: impl FnOnce() -> ChainResult,
+    ) -> Arc<ChainResult> {
+        let _verifying = self
+            .inner
+            .verifying
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self
+            .inner
+            .memo
+            .load()
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| Arc::clone(&e.result));
+        if let Some(current) = current
+            && !Arc::ptr_eq(&current, stale)
+        {
+            return current;
+        }
+        let result = verify();
+        self.store(key, Instant::now(), result)
+    }
+
     /// Remembers `result` for `key` (replacing an earlier one) and returns it.
     fn store(&self, key: MemoKey, at: Instant, result: ChainResult) -> Arc<ChainResult> {
         let result = Arc::new(result);

@@ -631,11 +631,30 @@ pub(crate) fn check_peer(
         generation: pool.generation(),
         usage: usage.memo_id(),
     };
-    let result = peers.memoized(key, || {
+    let verify = || {
         counter.fetch_add(1, Ordering::Relaxed);
         verify_chain(pool, peers.chain(), now, usage)
-    });
-    match &*result {
+    };
+    let result = peers.memoized(key, &verify);
+    let reason = match &*result {
+        ChainResult::Verified(validity) => match validity.check(now) {
+            Ok(()) => return Ok(()),
+            Err(reason) => reason,
+        },
+        ChainResult::Rejected(reason) => return Err(reason.clone()),
+    };
+    // The path found earlier is out of its dates. When that is the leaf's own, no other path
+    // can help; otherwise an intermediate or root of it expired (or is not valid yet), and Go,
+    // which verifies on every request, would take another path if there is one (a
+    // cross-signed intermediate the client also sent, a renewed root of the pool).
+    let leaf_valid = peers
+        .leaf_info()
+        .and_then(|info| info.validity)
+        .is_some_and(|v| v.check(now).is_ok());
+    if !leaf_valid {
+        return Err(reason);
+    }
+    match &*peers.reverified(key, &result, &verify) {
         ChainResult::Verified(validity) => validity.check(now),
         ChainResult::Rejected(reason) => Err(reason.clone()),
     }

@@ -107,7 +107,7 @@ impl X509Authenticator {
         };
         let now = self.policy.now();
         // Kubernetes observes how long the presented certificate remains valid, per request.
-        if let Some(not_after) = info.not_after {
+        if let Some(not_after) = info.validity.map(|v| v.not_after) {
             let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
             self.expiration
                 .record(not_after.saturating_sub(secs) as f64);
@@ -649,6 +649,51 @@ mod tests {
 
     /// A certificate that expires during a connection stops working at once, without a new
     /// chain verification.
+    #[test]
+    fn a_path_that_expires_during_a_connection_gives_way_to_another() {
+        use std::sync::atomic::AtomicU64;
+        use std::time::{Duration, SystemTime};
+        let pki = TestPki::shared();
+        let start = SystemTime::now();
+        let client = pki
+            .client_with_two_intermediate_paths(start + Duration::from_secs(3600))
+            .unwrap();
+        let now = Arc::new(AtomicU64::new(UnixTime::now().as_secs()));
+        let clock_now = Arc::clone(&now);
+        let clock: Clock = Arc::new(move || {
+            UnixTime::since_unix_epoch(Duration::from_secs(clock_now.load(Ordering::Relaxed)))
+        });
+        let auth = X509Authenticator::new(bundle(&[&pki.client_ca])).clock(clock);
+        let conn = PeerCertificates::new(client.chain());
+        assert_eq!(
+            run_with(&auth, &conn).unwrap().unwrap().user.username,
+            "two-paths"
+        );
+        assert_eq!(auth.verifications(), 1);
+        // The first intermediate expires: the chain is verified again, through the second.
+        now.fetch_add(7200, Ordering::Relaxed);
+        assert_eq!(
+            run_with(&auth, &conn).unwrap().unwrap().user.username,
+            "two-paths"
+        );
+        assert_eq!(auth.verifications(), 2);
+        // The new path is memoized as the first was.
+        run_with(&auth, &conn).unwrap().unwrap();
+        assert_eq!(auth.verifications(), 2);
+
+        // With the first intermediate only, the chain is refused as Go refuses it.
+        let only_first = PeerCertificates::new(client.chain()[..2].to_vec());
+        now.fetch_sub(7200, Ordering::Relaxed);
+        run_with(&auth, &only_first).unwrap().unwrap();
+        now.fetch_add(7200, Ordering::Relaxed);
+        let err = run_with(&auth, &only_first).unwrap_err().to_string();
+        assert!(
+            err.contains("x509: certificate signed by unknown authority (possibly because of")
+                && err.contains("candidate authority certificate \"two-paths intermediate CA\""),
+            "{err}"
+        );
+    }
+
     #[test]
     fn expiry_is_checked_on_every_request() {
         use std::sync::atomic::AtomicU64;
