@@ -654,7 +654,7 @@ pub(crate) fn check_peer(
     if !leaf_valid {
         return Err(reason);
     }
-    match &*peers.reverified(key, &result, &verify) {
+    match &*peers.reverified(key, &result, verify) {
         ChainResult::Verified(validity) => validity.check(now),
         ChainResult::Rejected(reason) => Err(reason.clone()),
     }
