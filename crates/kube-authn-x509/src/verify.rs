@@ -635,7 +635,7 @@ pub(crate) fn check_peer(
         counter.fetch_add(1, Ordering::Relaxed);
         verify_chain(pool, peers.chain(), now, usage)
     };
-    let result = peers.memoized(key, &verify);
+    let result = peers.memoized(key, verify);
     let reason = match &*result {
         ChainResult::Verified(validity) => match validity.check(now) {
             Ok(()) => return Ok(()),
