@@ -649,20 +649,25 @@ mod tests {
 
     /// A certificate that expires during a connection stops working at once, without a new
     /// chain verification.
+    /// A clock at the current time that the test moves through the returned counter.
+    fn movable_clock() -> (Arc<std::sync::atomic::AtomicU64>, Clock) {
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(UnixTime::now().as_secs()));
+        let clock_now = Arc::clone(&now);
+        let clock: Clock = Arc::new(move || {
+            UnixTime::since_unix_epoch(Duration::from_secs(clock_now.load(Ordering::Relaxed)))
+        });
+        (now, clock)
+    }
+
     #[test]
     fn a_path_that_expires_during_a_connection_gives_way_to_another() {
-        use std::sync::atomic::AtomicU64;
         use std::time::{Duration, SystemTime};
         let pki = TestPki::shared();
         let start = SystemTime::now();
         let client = pki
             .client_with_two_intermediate_paths(start + Duration::from_secs(3600))
             .unwrap();
-        let now = Arc::new(AtomicU64::new(UnixTime::now().as_secs()));
-        let clock_now = Arc::clone(&now);
-        let clock: Clock = Arc::new(move || {
-            UnixTime::since_unix_epoch(Duration::from_secs(clock_now.load(Ordering::Relaxed)))
-        });
+        let (now, clock) = movable_clock();
         let auth = X509Authenticator::new(bundle(&[&pki.client_ca])).clock(clock);
         let conn = PeerCertificates::new(client.chain());
         assert_eq!(
@@ -696,7 +701,6 @@ mod tests {
 
     #[test]
     fn expiry_is_checked_on_every_request() {
-        use std::sync::atomic::AtomicU64;
         use std::time::{Duration, SystemTime};
         let pki = TestPki::shared();
         let start = SystemTime::now();
@@ -709,11 +713,7 @@ mod tests {
                 start + Duration::from_secs(3600),
             )
             .unwrap();
-        let now = Arc::new(AtomicU64::new(UnixTime::now().as_secs()));
-        let clock_now = Arc::clone(&now);
-        let clock: Clock = Arc::new(move || {
-            UnixTime::since_unix_epoch(Duration::from_secs(clock_now.load(Ordering::Relaxed)))
-        });
+        let (now, clock) = movable_clock();
         let auth = X509Authenticator::new(bundle(&[&pki.client_ca])).clock(clock);
         let conn = PeerCertificates::new(short.chain());
         assert_eq!(

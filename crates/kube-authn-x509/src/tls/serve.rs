@@ -28,7 +28,7 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// How long a client may take to send a request head on HTTP/1.1, and to send its first bytes
 /// after the TLS handshake on any protocol.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `service` over TLS on `listener`: one task per connection, a handshake timeout
 /// (default 10 s), HTTP/1.1 and HTTP/2 (with upgrades, for websockets) through

@@ -19,6 +19,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tower::{ServiceBuilder, service_fn};
 
+use super::serve::HEADER_READ_TIMEOUT;
 use super::*;
 use crate::{CaBundle, PeerCertificates, X509Authenticator};
 
@@ -56,6 +57,11 @@ fn server_config(auth: &X509Authenticator) -> rustls::ServerConfig {
 }
 
 async fn start(auth: X509Authenticator) -> SocketAddr {
+    start_with(auth, HEADER_READ_TIMEOUT).await
+}
+
+/// [`start`] with a header read timeout of `header_read`.
+async fn start_with(auth: X509Authenticator, header_read: Duration) -> SocketAddr {
     let tls = server_config(&auth);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -65,6 +71,7 @@ async fn start(auth: X509Authenticator) -> SocketAddr {
     tokio::spawn(
         serve(listener, Arc::new(tls), svc)
             .handshake_timeout(Duration::from_secs(5))
+            .header_read_timeout(header_read)
             .into_future(),
     );
     addr
@@ -210,18 +217,7 @@ async fn a_silent_client_does_not_block_others() {
 #[tokio::test]
 async fn a_client_that_sends_nothing_after_the_handshake_is_closed() {
     let pki = TestPki::shared();
-    let auth = authenticator();
-    let tls = server_config(&auth);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let svc = ServiceBuilder::new()
-        .layer(AuthnLayer::new(auth))
-        .service(service_fn(whoami));
-    tokio::spawn(
-        serve(listener, Arc::new(tls), svc)
-            .header_read_timeout(Duration::from_millis(300))
-            .into_future(),
-    );
+    let addr = start_with(authenticator(), Duration::from_millis(300)).await;
     // For both protocols the auto builder can choose between: it waits for the first bytes.
     for alpn in [&b"h2"[..], b"http/1.1"] {
         let mut connector = client(Some(&pki.jbeda));
