@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use futures_util::StreamExt;
-use kube_authn_e2e::{Server, UNAUTHORIZED, pod, write_file};
+use kube_authn_e2e::{Server, UNAUTHORIZED, pod, raw_request, write_file};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -379,6 +379,211 @@ async fn with_no_flags_it_writes_a_demo_token_and_prints_ready_lines() {
         body["status"]["userInfo"]["groups"],
         serde_json::json!(["system:masters", "system:authenticated"])
     );
+    // The file holds a system:masters token: readable by its owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.dir.path().join("certs/demo-tokens.csv"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+}
+
+/// The Status bodies of 403, 404, 405 and 400 as kube-apiserver writes them: its field order,
+/// compact with a final newline, pretty-printed for curl.
+#[tokio::test]
+async fn status_bodies_are_kube_apiservers() {
+    let s = server(&[]);
+    let c = s.client();
+    let log = format!("{}/api/v1/namespaces/ns1/pods/p/log", s.url());
+    let resp = c.get(&log).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"pods \\\"p\\\" is forbidden: User \\\"system:anonymous\\\" cannot get resource \\\"pods/log\\\" in API group \\\"\\\" in the namespace \\\"ns1\\\"\",\"reason\":\"Forbidden\",\"details\":{\"name\":\"p\",\"kind\":\"pods\"},\"code\":403}\n"
+    );
+    let pretty = c
+        .get(&log)
+        .header("User-Agent", "curl/8.5.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        pretty.starts_with("{\n  \"kind\": \"Status\",\n  \"apiVersion\": \"v1\",\n  \"metadata\": {},\n  \"status\": \"Failure\",\n")
+            && pretty.ends_with("\"details\": {\n    \"name\": \"p\",\n    \"kind\": \"pods\"\n  },\n  \"code\": 403\n}"),
+        "{pretty}"
+    );
+
+    let auth = "Bearer token1";
+    let cases = [
+        (
+            reqwest::Method::GET,
+            "/api/v1/nothing",
+            StatusCode::NOT_FOUND,
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"the server could not find the requested resource\",\"reason\":\"NotFound\",\"details\":{},\"code\":404}\n",
+        ),
+        (
+            reqwest::Method::GET,
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"the server does not allow this method on the requested resource\",\"reason\":\"MethodNotAllowed\",\"details\":{},\"code\":405}\n",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/namespaces/team/pods/nope",
+            StatusCode::NOT_FOUND,
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"pods \\\"nope\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"nope\",\"kind\":\"pods\"},\"code\":404}\n",
+        ),
+    ];
+    for (method, path, code, body) in cases {
+        let resp = c
+            .request(method, format!("{}{path}", s.url()))
+            .header("Authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), code, "{path}");
+        assert_eq!(resp.text().await.unwrap(), body, "{path}");
+    }
+    // A query that does not parse is a 400 Status, not a plain-text error.
+    let resp = c
+        .get(format!(
+            "{}/api/v1/namespaces/team/pods?watch=true&timeoutSeconds=abc",
+            s.url()
+        ))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["kind"].as_str(), v["reason"].as_str()),
+        (Some("Status"), Some("BadRequest"))
+    );
+}
+
+#[tokio::test]
+async fn a_pod_of_the_wrong_shape_is_a_400_and_the_server_carries_on() {
+    let s = server(&[]);
+    let c = s.client();
+    let base = format!("{}/api/v1/namespaces/team/pods", s.url());
+    let auth = "Bearer token1";
+    c.post(&base)
+        .header("Authorization", auth)
+        .json(&pod("good"))
+        .send()
+        .await
+        .unwrap();
+    let bad = [
+        (
+            reqwest::Method::POST,
+            base.clone(),
+            serde_json::json!({"metadata": {"name": "p2"}, "status": "bogus"}),
+            "string into Go struct field Pod.status of type v1.PodStatus",
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("{base}/good"),
+            serde_json::json!({"metadata": {"name": "good"}, "status": ["x"]}),
+            "array into Go struct field Pod.status of type v1.PodStatus",
+        ),
+        (
+            reqwest::Method::POST,
+            base.clone(),
+            serde_json::json!({"metadata": {"name": "p3"}, "spec": "x"}),
+            "string into Go struct field Pod.spec of type v1.PodSpec",
+        ),
+    ];
+    for (method, url, body, want) in bad {
+        let resp = c
+            .request(method, &url)
+            .header("Authorization", auth)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["reason"], "BadRequest");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(
+                "Pod in version \"v1\" cannot be handled as a Pod: json: cannot unmarshal "
+            ) && message.ends_with(want),
+            "{message}"
+        );
+    }
+    let list: Value = c
+        .get(&base)
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["good"]);
+    assert!(!s.stderr().contains("panicked"), "{}", s.stderr());
+}
+
+/// Kubernetes' websocket handshake takes the first subprotocol the client offered that the
+/// server speaks (never the token entry).
+#[tokio::test]
+async fn the_websocket_subprotocol_is_the_clients_first_choice() {
+    let s = server(&[]);
+    let c = s.client();
+    c.post(format!("{}/api/v1/namespaces/team/pods", s.url()))
+        .header("Authorization", "Bearer token1")
+        .json(&pod("w"))
+        .send()
+        .await
+        .unwrap();
+    let token = "base64url.bearer.authorization.k8s.io.dG9rZW4x";
+    for (offered, want) in [
+        ("binary.k8s.io, base64.binary.k8s.io", "binary.k8s.io"),
+        (
+            "base64.binary.k8s.io, binary.k8s.io",
+            "base64.binary.k8s.io",
+        ),
+        ("v4.channel.k8s.io, binary.k8s.io", "binary.k8s.io"),
+        (
+            &format!("{token}, binary.k8s.io, base64.binary.k8s.io"),
+            "binary.k8s.io",
+        ),
+    ] {
+        let auth = if offered.contains(token) {
+            ""
+        } else {
+            "Authorization: Bearer token1\r\n"
+        };
+        let request = format!(
+            "GET /api/v1/namespaces/team/pods/w/log HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\
+             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {offered}\r\n\r\n"
+        );
+        let (status, head, _) = raw_request(&s, request.as_bytes()).await;
+        assert_eq!(status, 101, "{offered}: {head}");
+        let chosen: Vec<&str> = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .map(|(_, v)| v.trim())
+            .collect();
+        assert_eq!(chosen, [want], "{offered}: {head}");
+    }
 }
 
 #[tokio::test]

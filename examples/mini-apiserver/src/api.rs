@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +17,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use futures_util::stream::{self, Stream, StreamExt};
 use kube_authn::UserInfo;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -61,55 +62,157 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-/// A Kubernetes `Status` error response.
+/// Whether the client gets pretty-printed Status bodies (Kubernetes' `isPrettyPrint`: `?pretty`,
+/// or a curl, wget or browser user agent), as the authentication layer's 401 does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pretty(pub(crate) bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Pretty {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(kube_authn::core::status::is_pretty_print(
+            &parts.uri,
+            &parts.headers,
+        )))
+    }
+}
+
+/// `metav1.Status` in Kubernetes' field order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusBody<'a> {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: serde_json::Map<String, Value>,
+    status: &'static str,
+    message: &'a str,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<Details>,
+    code: u16,
+}
+
+/// `metav1.StatusDetails` in Kubernetes' field order (empty fields left out).
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Details {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<String>,
+}
+
+impl Details {
+    fn pod(name: &str) -> Self {
+        Self {
+            name: Some(name.to_owned()),
+            group: None,
+            kind: Some("pods".to_owned()),
+        }
+    }
+}
+
+/// A Kubernetes `Status` error response: compact with a final newline (Go's `json.Encoder`), or
+/// pretty-printed without one, as kube-apiserver writes them.
 pub(crate) fn status(
     code: StatusCode,
     reason: &str,
     message: &str,
-    details: Option<Value>,
+    details: Option<Details>,
+    pretty: Pretty,
 ) -> Response {
-    let mut body = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": message, "reason": reason, "code": code.as_u16(),
-    });
-    if let Some(d) = details {
-        body["details"] = d;
-    }
-    (code, Json(body)).into_response()
+    let body = StatusBody {
+        kind: "Status",
+        api_version: "v1",
+        metadata: serde_json::Map::new(),
+        status: "Failure",
+        message,
+        reason,
+        details,
+        code: code.as_u16(),
+    };
+    let bytes = if pretty.0 {
+        serde_json::to_vec_pretty(&body)
+    } else {
+        serde_json::to_vec(&body).map(|mut v| {
+            v.push(b'\n');
+            v
+        })
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        bytes.unwrap_or_default(),
+    )
+        .into_response()
 }
 
-fn store_error(e: StoreError, name: &str) -> Response {
+fn store_error(e: StoreError, name: &str, pretty: Pretty) -> Response {
     match e {
         StoreError::NotFound => status(
             StatusCode::NOT_FOUND,
             "NotFound",
             &format!("pods \"{name}\" not found"),
-            Some(json!({"name": name, "kind": "pods"})),
+            Some(Details::pod(name)),
+            pretty,
         ),
         StoreError::AlreadyExists => status(
             StatusCode::CONFLICT,
             "AlreadyExists",
             &format!("pods \"{name}\" already exists"),
-            Some(json!({"name": name, "kind": "pods"})),
+            Some(Details::pod(name)),
+            pretty,
         ),
         StoreError::Invalid(why) => status(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
             &format!("Pod \"{name}\" is invalid: {why}"),
             None,
+            pretty,
         ),
+        StoreError::BadRequest(why) => {
+            status(StatusCode::BAD_REQUEST, "BadRequest", &why, None, pretty)
+        }
     }
 }
 
-async fn not_found() -> Response {
+async fn not_found(pretty: Pretty) -> Response {
     status(
         StatusCode::NOT_FOUND,
         "NotFound",
         "the server could not find the requested resource",
-        Some(json!({})),
+        Some(Details::default()),
+        pretty,
+    )
+}
+
+async fn method_not_allowed(pretty: Pretty) -> Response {
+    status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "the server does not allow this method on the requested resource",
+        Some(Details::default()),
+        pretty,
+    )
+}
+
+/// A query that does not parse (`timeoutSeconds=abc`): 400 with a Status, as Kubernetes answers.
+fn bad_query(rejection: &QueryRejection, pretty: Pretty) -> Response {
+    status(
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+        &rejection.body_text(),
+        None,
+        pretty,
     )
 }
 
@@ -173,9 +276,9 @@ async fn authentication_group() -> Json<Value> {
     Json(g)
 }
 
-async fn authentication_resources(Path(version): Path<String>) -> Response {
+async fn authentication_resources(Path(version): Path<String>, pretty: Pretty) -> Response {
     if !matches!(version.as_str(), "v1" | "v1beta1") {
-        return not_found().await;
+        return not_found(pretty).await;
     }
     Json(json!({
         "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("authentication.k8s.io/{version}"),
@@ -186,17 +289,38 @@ async fn authentication_resources(Path(version): Path<String>) -> Response {
 }
 
 /// `kubectl auth whoami`: any body (kubectl sends protobuf), JSON back, 201.
-async fn self_subject_review(Path(version): Path<String>, user: UserInfo) -> Response {
+async fn self_subject_review(
+    Path(version): Path<String>,
+    pretty: Pretty,
+    user: UserInfo,
+) -> Response {
     if !matches!(version.as_str(), "v1" | "v1beta1") {
-        return not_found().await;
+        return not_found(pretty).await;
     }
-    let body = json!({
-        "kind": "SelfSubjectReview",
-        "apiVersion": format!("authentication.k8s.io/{version}"),
-        "metadata": {"creationTimestamp": crate::store::rfc3339(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))},
-        "status": {"userInfo": user},
-    });
+    /// `SelfSubjectReview` in Kubernetes' field order (`userInfo` keeps `UserInfo`'s).
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Review {
+        kind: &'static str,
+        api_version: String,
+        metadata: Value,
+        status: ReviewStatus,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ReviewStatus {
+        user_info: UserInfo,
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let body = Review {
+        kind: "SelfSubjectReview",
+        api_version: format!("authentication.k8s.io/{version}"),
+        metadata: json!({"creationTimestamp": crate::store::rfc3339(now)}),
+        status: ReviewStatus { user_info: user },
+    };
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
@@ -208,17 +332,25 @@ struct ListParams {
     timeout_seconds: Option<u64>,
 }
 
-fn truthy(v: &Option<String>) -> bool {
-    matches!(v.as_deref(), Some("true" | "1" | "t" | "True" | "TRUE"))
+/// A boolean query parameter as Kubernetes decodes one (`Convert_Slice_string_To_bool`): absent
+/// is false, `0` and `false` (any case) are false, anything else (even empty) is true.
+pub(crate) fn truthy(v: Option<&str>) -> bool {
+    v.is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
 }
 
 async fn list_pods(
     State(s): State<AppState>,
     Path(ns): Path<String>,
-    Query(q): Query<ListParams>,
+    pretty: Pretty,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<ListParams>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if truthy(&q.watch) {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(rejection) => return bad_query(&rejection, pretty),
+    };
+    if truthy(q.watch.as_deref()) {
         let since = q.resource_version.as_deref().and_then(|v| v.parse().ok());
         let events: std::pin::Pin<Box<dyn Stream<Item = Value> + Send>> =
             match s.store.watch(&ns, since) {
@@ -231,7 +363,7 @@ async fn list_pods(
                 Err(too_old) => Box::pin(stream::iter([too_old.event()])),
             };
         return match ws.ok() {
-            Some(ws) => websocket(ws, events.map(|v| Bytes::from(format!("{v}\n")))),
+            Some(ws) => websocket(ws, &headers, events.map(|v| Bytes::from(format!("{v}\n")))),
             None => chunked(
                 "application/json",
                 events.map(|v| Bytes::from(format!("{v}\n"))),
@@ -276,13 +408,19 @@ fn watch_stream(
     stream::iter(initial).chain(live)
 }
 
-async fn create_pod(State(s): State<AppState>, Path(ns): Path<String>, body: Bytes) -> Response {
+async fn create_pod(
+    State(s): State<AppState>,
+    Path(ns): Path<String>,
+    pretty: Pretty,
+    body: Bytes,
+) -> Response {
     let Ok(object) = serde_json::from_slice::<Value>(&body) else {
         return status(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             "the body is not a JSON Pod",
             None,
+            pretty,
         );
     };
     let name = object
@@ -292,13 +430,14 @@ async fn create_pod(State(s): State<AppState>, Path(ns): Path<String>, body: Byt
         .to_owned();
     match s.store.put(&ns, object, None) {
         Ok(pod) => (StatusCode::CREATED, Json(pod)).into_response(),
-        Err(e) => store_error(e, &name),
+        Err(e) => store_error(e, &name, pretty),
     }
 }
 
 async fn replace_pod(
     State(s): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
+    pretty: Pretty,
     body: Bytes,
 ) -> Response {
     let Ok(object) = serde_json::from_slice::<Value>(&body) else {
@@ -307,28 +446,34 @@ async fn replace_pod(
             "BadRequest",
             "the body is not a JSON Pod",
             None,
+            pretty,
         );
     };
     match s.store.put(&ns, object, Some(&name)) {
         Ok(pod) => Json(pod).into_response(),
-        Err(e) => store_error(e, &name),
+        Err(e) => store_error(e, &name, pretty),
     }
 }
 
-async fn get_pod(State(s): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Response {
+async fn get_pod(
+    State(s): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    pretty: Pretty,
+) -> Response {
     match s.store.get(&ns, &name) {
         Some(pod) => Json(pod).into_response(),
-        None => store_error(StoreError::NotFound, &name),
+        None => store_error(StoreError::NotFound, &name, pretty),
     }
 }
 
 async fn delete_pod(
     State(s): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
+    pretty: Pretty,
 ) -> Response {
     match s.store.delete(&ns, &name) {
         Ok(pod) => Json(pod).into_response(),
-        Err(e) => store_error(e, &name),
+        Err(e) => store_error(e, &name, pretty),
     }
 }
 
@@ -342,18 +487,24 @@ struct LogParams {
 async fn pod_log(
     State(s): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
-    Query(q): Query<LogParams>,
+    pretty: Pretty,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<LogParams>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(rejection) => return bad_query(&rejection, pretty),
+    };
     let Some((lines, rx)) = s.store.logs(&ns, &name, q.tail_lines) else {
-        return store_error(StoreError::NotFound, &name);
+        return store_error(StoreError::NotFound, &name, pretty);
     };
     let past = stream::iter(
         lines
             .into_iter()
             .map(|l| Bytes::from(l.as_bytes().to_vec())),
     );
-    let body: std::pin::Pin<Box<dyn Stream<Item = Bytes> + Send>> = if truthy(&q.follow) {
+    let body: std::pin::Pin<Box<dyn Stream<Item = Bytes> + Send>> = if truthy(q.follow.as_deref()) {
         let store = s.store.clone();
         let live = stream::unfold(
             (rx, store, ns, name),
@@ -380,7 +531,7 @@ async fn pod_log(
         Box::pin(past)
     };
     match ws.ok() {
-        Some(ws) => websocket(ws, body),
+        Some(ws) => websocket(ws, &headers, body),
         None => chunked("text/plain", body),
     }
 }
@@ -395,14 +546,32 @@ fn chunked(
     r
 }
 
-/// The subprotocols this server speaks for streams, in order of preference among the client's.
+/// The subprotocols this server speaks for streams.
 pub(crate) const STREAM_PROTOCOLS: [&str; 2] = ["base64.binary.k8s.io", "binary.k8s.io"];
+
+/// The first subprotocol the client offered that this server speaks (Kubernetes' `wsstream`
+/// handshake: the client's order decides).
+fn chosen_protocol(headers: &axum::http::HeaderMap) -> Option<&'static str> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|offered| {
+            let offered = offered.trim();
+            STREAM_PROTOCOLS.into_iter().find(|p| *p == offered)
+        })
+}
 
 /// Streams `body` over a websocket: binary frames, or base64 text frames with
 /// `base64.binary.k8s.io` (what browsers use). The selected protocol is echoed; a token entry
 /// never is (the authentication layer removed it from the header before this handler).
-fn websocket(ws: WebSocketUpgrade, body: impl Stream<Item = Bytes> + Send + 'static) -> Response {
-    ws.protocols(STREAM_PROTOCOLS)
+fn websocket(
+    ws: WebSocketUpgrade,
+    headers: &axum::http::HeaderMap,
+    body: impl Stream<Item = Bytes> + Send + 'static,
+) -> Response {
+    ws.protocols(chosen_protocol(headers))
         .on_upgrade(move |socket| send_stream(socket, body))
 }
 

@@ -49,7 +49,7 @@ pub(crate) struct Flags {
     /// Enables anonymous requests to the secure port of the API server. Requests that are not
     /// rejected by another authentication method are treated as anonymous requests. With
     /// --config, refused when the file has an `anonymous` block (the file decides then).
-    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub(crate) anonymous_auth: bool,
     /// The kube-authn YAML configuration (tokenAuthFile, basicAuthFile, clientCAFile,
     /// requestHeader, anonymous, apiAudiences, reload). Anonymous access follows
@@ -97,6 +97,17 @@ pub(crate) struct Flags {
 
     #[command(flatten)]
     pub(crate) later: NotYetBuilt,
+}
+
+/// A boolean flag's value as Go's `strconv.ParseBool` (what kube-apiserver's flags use) reads it.
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!(
+            "strconv.ParseBool: parsing {value:?}: invalid syntax"
+        )),
+    }
 }
 
 impl Flags {
@@ -306,6 +317,30 @@ mod tests {
     fn help_names_the_default_log_filter() {
         let help = Flags::command().render_long_help().to_string();
         assert!(help.contains(crate::DEFAULT_LOG_FILTER), "{help}");
+    }
+
+    #[test]
+    fn anonymous_auth_takes_what_go_parse_bool_takes() {
+        let parse =
+            |arg: &str| Flags::try_parse_from(["mini-apiserver", arg]).map(|f| f.anonymous_auth);
+        for (arg, want) in [
+            ("--anonymous-auth", true),
+            ("--anonymous-auth=1", true),
+            ("--anonymous-auth=t", true),
+            ("--anonymous-auth=True", true),
+            ("--anonymous-auth=0", false),
+            ("--anonymous-auth=F", false),
+            ("--anonymous-auth=FALSE", false),
+        ] {
+            assert_eq!(parse(arg).unwrap(), want, "{arg}");
+        }
+        assert!(
+            Flags::try_parse_from(["mini-apiserver"])
+                .unwrap()
+                .anonymous_auth
+        );
+        let err = parse("--anonymous-auth=yes").unwrap_err().to_string();
+        assert!(err.contains("invalid syntax"), "{err}");
     }
 
     #[test]

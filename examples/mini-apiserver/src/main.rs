@@ -96,9 +96,10 @@ fn demo_token_file(dir: &Path) -> Result<(PathBuf, String), BoxError> {
         .map_err(|_| "unable to generate a random token")?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     std::fs::create_dir_all(dir)?;
-    std::fs::write(
+    // A system:masters token: readable by its owner only, as the serving key.
+    tls::write_private(
         &path,
-        format!("{token},admin,admin-uid,\"system:masters\"\n"),
+        format!("{token},admin,admin-uid,\"system:masters\"\n").as_bytes(),
     )?;
     Ok((path, token))
 }
@@ -201,6 +202,9 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
             .allowed_names(flags.requestheader_allowed_names.iter().cloned());
         builder = builder.request_header_ca_file(path, headers);
     } else if !flags.requestheader_username_headers.is_empty()
+        || !flags.requestheader_uid_headers.is_empty()
+        || !flags.requestheader_group_headers.is_empty()
+        || !flags.requestheader_extra_headers_prefix.is_empty()
         || !flags.requestheader_allowed_names.is_empty()
     {
         eprintln!(

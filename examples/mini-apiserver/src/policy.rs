@@ -8,7 +8,8 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use kube_authn::UserInfo;
-use serde_json::json;
+
+use crate::api::Details;
 
 const PUBLIC: [&str; 5] = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
 
@@ -33,6 +34,7 @@ pub(crate) async fn default_policy(
             "InternalError",
             "no user on the request",
             None,
+            crate::api::Pretty(false),
         );
     };
     if !user.is_anonymous() {
@@ -48,121 +50,311 @@ pub(crate) async fn default_policy(
         path,
         request.uri().query(),
     );
-    crate::api::status(StatusCode::FORBIDDEN, "Forbidden", &message, Some(details))
+    let pretty = crate::api::Pretty(kube_authn::core::status::is_pretty_print(
+        request.uri(),
+        request.headers(),
+    ));
+    crate::api::status(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        &message,
+        Some(details),
+        pretty,
+    )
 }
 
-/// The message kube-apiserver's authorizer gives, from the request attributes.
+/// The message and details of kube-apiserver's 403 (`responsewriters.Forbidden`), from the
+/// request attributes its `RequestInfoFactory` derives from the method, path and query.
 fn forbidden_message(
     user: &str,
     method: &Method,
     path: &str,
     query: Option<&str>,
-) -> (String, serde_json::Value) {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let watch = query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
-    let (group, rest) = match segments.as_slice() {
-        ["api", "v1", rest @ ..] => ("", rest),
-        ["apis", group, _version, rest @ ..] => (*group, rest),
-        _ => ("", &[][..]),
-    };
-    let (namespace, rest) = match rest {
-        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(*ns), rest),
-        _ => (None, rest),
-    };
-    let (resource, name, sub) = match rest {
-        [r] => (Some(*r), None, None),
-        [r, n] => (Some(*r), Some(*n), None),
-        [r, n, s] => (Some(*r), Some(*n), Some(*s)),
-        _ => (None, None, None),
-    };
-    let Some(resource) =
-        resource.filter(|_| path.starts_with("/api/") || path.starts_with("/apis/"))
-    else {
+) -> (String, Details) {
+    let Some(info) = resource_info(method, path, query) else {
         let verb = method.as_str().to_ascii_lowercase();
         return (
             format!("forbidden: User \"{user}\" cannot {verb} path \"{path}\""),
-            json!({}),
+            Details::default(),
         );
     };
-    let verb = match (method.as_str(), name, watch) {
-        ("GET", None, true) => "watch",
-        ("GET", None, false) => "list",
-        ("GET", Some(_), _) => "get",
-        ("POST", ..) => "create",
-        ("PUT", ..) => "update",
-        ("PATCH", ..) => "patch",
-        ("DELETE", None, _) => "deletecollection",
-        ("DELETE", ..) => "delete",
-        _ => "unknown",
-    };
-    let full = match sub {
-        Some(s) => format!("{resource}/{s}"),
+    let ResourceInfo {
+        verb,
+        group,
+        namespace,
+        resource,
+        name,
+        subresource,
+    } = info;
+    // forbiddenMessage: the resource with its subresource.
+    let full = match subresource {
+        Some(sub) => format!("{resource}/{sub}"),
         None => resource.to_owned(),
-    };
-    let qualified = if group.is_empty() {
-        full.clone()
-    } else {
-        format!("{full}.{group}")
     };
     let scope = match namespace {
         Some(ns) => format!("in the namespace \"{ns}\""),
         None => "at the cluster scope".to_owned(),
     };
-    let mut details = json!({"kind": resource});
-    if let Some(n) = name {
-        details["name"] = json!(n);
+    let reason = format!(
+        "User \"{user}\" cannot {verb} resource \"{full}\" in API group \"{group}\" {scope}"
+    );
+    // NewForbidden: the group-qualified resource (no subresource), and the name when there is one.
+    let qualified = if group.is_empty() {
+        resource.to_owned()
+    } else {
+        format!("{resource}.{group}")
+    };
+    let message = match name {
+        Some(name) => format!("{qualified} \"{name}\" is forbidden: {reason}"),
+        None => format!("{qualified} is forbidden: {reason}"),
+    };
+    let details = Details {
+        name: name.map(ToOwned::to_owned),
+        group: (!group.is_empty()).then(|| group.to_owned()),
+        kind: Some(resource.to_owned()),
+    };
+    (message, details)
+}
+
+/// The attributes of a resource request (Kubernetes `RequestInfo`).
+#[derive(Debug, PartialEq, Eq)]
+struct ResourceInfo<'a> {
+    verb: &'static str,
+    group: &'a str,
+    namespace: Option<&'a str>,
+    resource: &'a str,
+    name: Option<&'a str>,
+    subresource: Option<&'a str>,
+}
+
+/// Kubernetes `RequestInfoFactory.NewRequestInfo` for `/api/v1/...` and `/apis/GROUP/VERSION/...`;
+/// `None` for a non-resource request.
+fn resource_info<'a>(
+    method: &Method,
+    path: &'a str,
+    query: Option<&str>,
+) -> Option<ResourceInfo<'a>> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, mut parts) = match parts.as_slice() {
+        ["api", _version, rest @ ..] if !rest.is_empty() => ("", rest.to_vec()),
+        ["apis", group, _version, rest @ ..] if !rest.is_empty() => (*group, rest.to_vec()),
+        _ => return None,
+    };
+    let mut verb = match *method {
+        Method::POST => "create",
+        Method::GET | Method::HEAD => "get",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "",
+    };
+    // The special verbs of the path (`/api/v1/watch/...`, `/api/v1/proxy/...`).
+    if let [special @ ("watch" | "proxy"), rest @ ..] = parts.as_slice() {
+        if rest.is_empty() {
+            return None;
+        }
+        verb = if *special == "watch" {
+            "watch"
+        } else {
+            "proxy"
+        };
+        parts = rest.to_vec();
     }
-    if !group.is_empty() {
-        details["group"] = json!(group);
+    let mut namespace = None;
+    if parts.first() == Some(&"namespaces")
+        && let Some(ns) = parts.get(1)
+    {
+        namespace = Some(*ns);
+        // /namespaces/NS/RESOURCE...: relative to the resource, unless it is one of the
+        // namespace's own subresources.
+        if parts.len() > 2 && !matches!(parts.get(2), Some(&("status" | "finalize"))) {
+            parts.drain(..2);
+        }
     }
-    (
-        format!(
-            "{qualified} is forbidden: User \"{user}\" cannot {verb} resource \"{full}\" in API group \"{group}\" {scope}"
-        ),
-        details,
-    )
+    let resource = *parts.first()?;
+    let name = parts.get(1).copied();
+    let subresource = parts.get(2).filter(|_| verb != "proxy").copied();
+    if name.is_none() {
+        match verb {
+            "get" => {
+                // The first `watch` parameter; `?watch` alone is an empty value, which is true.
+                let value = query.and_then(|q| {
+                    q.split('&').find_map(|kv| match kv.split_once('=') {
+                        Some(("watch", v)) => Some(v),
+                        None if kv == "watch" => Some(""),
+                        _ => None,
+                    })
+                });
+                let watch = crate::api::truthy(value);
+                verb = if watch { "watch" } else { "list" };
+            }
+            "delete" => verb = "deletecollection",
+            _ => {}
+        }
+    }
+    Some(ResourceInfo {
+        verb,
+        group,
+        namespace,
+        resource,
+        name,
+        subresource,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn m(method: Method, path: &str, q: Option<&str>) -> String {
+        forbidden_message("system:anonymous", &method, path, q).0
+    }
+
     #[test]
     fn messages_match_kube_apiserver() {
-        let m = |method: Method, path: &str, q: Option<&str>| {
-            forbidden_message("system:anonymous", &method, path, q).0
-        };
-        assert_eq!(
-            m(Method::GET, "/api/v1/namespaces/default/pods", None),
-            "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
-        );
-        assert_eq!(
-            m(
+        let cases: &[(Method, &str, Option<&str>, &str)] = &[
+            (
                 Method::GET,
                 "/api/v1/namespaces/default/pods",
-                Some("watch=true")
+                None,
+                "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"",
             ),
-            "pods is forbidden: User \"system:anonymous\" cannot watch resource \"pods\" in API group \"\" in the namespace \"default\""
-        );
-        assert_eq!(
-            m(Method::GET, "/api/v1/namespaces/ns1/pods/p/log", None),
-            "pods/log is forbidden: User \"system:anonymous\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"ns1\""
-        );
-        assert_eq!(
-            m(
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("watch=true"),
+                "pods is forbidden: User \"system:anonymous\" cannot watch resource \"pods\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("limit=1&watch"),
+                "pods is forbidden: User \"system:anonymous\" cannot watch resource \"pods\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("watch=false&watch=true"),
+                "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1/watch/namespaces/default/pods",
+                None,
+                "pods is forbidden: User \"system:anonymous\" cannot watch resource \"pods\" in API group \"\" in the namespace \"default\"",
+            ),
+            // NewForbidden: the name in quotes, the resource without its subresource.
+            (
+                Method::GET,
+                "/api/v1/namespaces/ns1/pods/p/log",
+                None,
+                "pods \"p\" is forbidden: User \"system:anonymous\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"ns1\"",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/ns1/pods/p",
+                None,
+                "pods \"p\" is forbidden: User \"system:anonymous\" cannot delete resource \"pods\" in API group \"\" in the namespace \"ns1\"",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/ns1/pods",
+                None,
+                "pods is forbidden: User \"system:anonymous\" cannot deletecollection resource \"pods\" in API group \"\" in the namespace \"ns1\"",
+            ),
+            (
+                Method::HEAD,
+                "/api/v1/namespaces/ns1/pods/p",
+                None,
+                "pods \"p\" is forbidden: User \"system:anonymous\" cannot get resource \"pods\" in API group \"\" in the namespace \"ns1\"",
+            ),
+            // A namespace is its own namespace; its status is a subresource, not a resource.
+            (
+                Method::GET,
+                "/api/v1/namespaces/default",
+                None,
+                "namespaces \"default\" is forbidden: User \"system:anonymous\" cannot get resource \"namespaces\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/default/status",
+                None,
+                "namespaces \"default\" is forbidden: User \"system:anonymous\" cannot update resource \"namespaces/status\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces",
+                None,
+                "namespaces is forbidden: User \"system:anonymous\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope",
+            ),
+            (
                 Method::POST,
                 "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                None
+                None,
+                "selfsubjectreviews.authentication.k8s.io is forbidden: User \"system:anonymous\" cannot create resource \"selfsubjectreviews\" in API group \"authentication.k8s.io\" at the cluster scope",
             ),
-            "selfsubjectreviews.authentication.k8s.io is forbidden: User \"system:anonymous\" cannot create resource \"selfsubjectreviews\" in API group \"authentication.k8s.io\" at the cluster scope"
+            (
+                Method::GET,
+                "/api",
+                None,
+                "forbidden: User \"system:anonymous\" cannot get path \"/api\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1",
+                None,
+                "forbidden: User \"system:anonymous\" cannot get path \"/api/v1\"",
+            ),
+            (
+                Method::GET,
+                "/apis/authentication.k8s.io/v1",
+                None,
+                "forbidden: User \"system:anonymous\" cannot get path \"/apis/authentication.k8s.io/v1\"",
+            ),
+            (
+                Method::GET,
+                "/metrics",
+                None,
+                "forbidden: User \"system:anonymous\" cannot get path \"/metrics\"",
+            ),
+        ];
+        for (method, path, query, want) in cases {
+            assert_eq!(
+                m(method.clone(), path, *query),
+                *want,
+                "{method} {path} {query:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn details_name_the_object() {
+        let (_, d) = forbidden_message("u", &Method::GET, "/api/v1/namespaces/ns/pods/p/log", None);
+        assert_eq!(
+            d,
+            Details {
+                name: Some("p".into()),
+                group: None,
+                kind: Some("pods".into())
+            }
+        );
+        let (_, d) = forbidden_message(
+            "u",
+            &Method::POST,
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            None,
         );
         assert_eq!(
-            m(Method::GET, "/api", None),
-            "forbidden: User \"system:anonymous\" cannot get path \"/api\""
+            d,
+            Details {
+                name: None,
+                group: Some("authentication.k8s.io".into()),
+                kind: Some("selfsubjectreviews".into())
+            }
         );
         assert_eq!(
-            m(Method::GET, "/metrics", None),
-            "forbidden: User \"system:anonymous\" cannot get path \"/metrics\""
+            forbidden_message("u", &Method::GET, "/metrics", None).1,
+            Details::default()
         );
     }
 }

@@ -80,6 +80,24 @@ pub(crate) enum StoreError {
     AlreadyExists,
     NotFound,
     Invalid(&'static str),
+    /// The body is not a Pod (a field of the wrong JSON type): Kubernetes' decoding error.
+    BadRequest(String),
+}
+
+/// Kubernetes' message for a Pod field of the wrong JSON type (Go's `encoding/json`).
+fn wrong_type(field: &str, go_type: &str, value: &Value) -> StoreError {
+    let got = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    StoreError::BadRequest(format!(
+        "Pod in version \"v1\" cannot be handled as a Pod: json: cannot unmarshal {got} into \
+         Go struct field Pod.{field} of type {go_type}"
+    ))
 }
 
 /// The pods of every namespace.
@@ -176,6 +194,20 @@ impl Store {
         mut object: Value,
         replace: Option<&str>,
     ) -> Result<Value, StoreError> {
+        if !object.is_object() {
+            return Err(StoreError::Invalid("the body must be a Pod object"));
+        }
+        // The fields this store writes into must be objects when present (null is absent).
+        for (field, go_type) in [
+            ("metadata", "v1.ObjectMeta"),
+            ("spec", "v1.PodSpec"),
+            ("status", "v1.PodStatus"),
+        ] {
+            match object.get(field) {
+                None | Some(Value::Null | Value::Object(_)) => {}
+                Some(other) => return Err(wrong_type(field, go_type, other)),
+            }
+        }
         let name = object
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -192,9 +224,6 @@ impl Store {
                     "metadata.name: Invalid value: the name of the object does not match the name on the URL",
                 ));
             }
-        }
-        if !object.is_object() {
-            return Err(StoreError::Invalid("the body must be a Pod object"));
         }
         let mut inner = self.lock();
         let key = (namespace.to_owned(), name.clone());
@@ -372,6 +401,48 @@ mod tests {
         assert_eq!(err.event()["object"]["code"], 410);
         assert!(s.watch("default", Some(20)).is_ok());
         assert!(s.watch("default", Some(0)).is_ok());
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_are_refused_and_change_nothing() {
+        let s = Store::new();
+        s.put("default", json!({"metadata": {"name": "p"}}), None)
+            .unwrap();
+        let bodies = [
+            (
+                json!({"metadata": {"name": "p2"}, "status": "bogus"}),
+                "string into Go struct field Pod.status of type v1.PodStatus",
+            ),
+            (
+                json!({"metadata": {"name": "p2"}, "status": ["x"]}),
+                "array into Go struct field Pod.status of type v1.PodStatus",
+            ),
+            (
+                json!({"metadata": {"name": "p2"}, "spec": 1}),
+                "number into Go struct field Pod.spec of type v1.PodSpec",
+            ),
+            (
+                json!({"metadata": "p2"}),
+                "string into Go struct field Pod.metadata of type v1.ObjectMeta",
+            ),
+        ];
+        for (body, want) in bodies {
+            for replace in [None, Some("p")] {
+                match s.put("default", body.clone(), replace) {
+                    Err(StoreError::BadRequest(m)) => assert!(m.ends_with(want), "{m}"),
+                    other => panic!("{body}: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(s.list("default").1, 1, "no resource version was spent");
+        assert!(s.get("default", "p2").is_none());
+        // null is an absent field.
+        s.put(
+            "default",
+            json!({"metadata": {"name": "p3"}, "status": null}),
+            None,
+        )
+        .unwrap();
     }
 
     #[test]
