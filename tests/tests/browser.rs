@@ -134,13 +134,23 @@ async fn chromium_follows_logs_with_the_bearer_subprotocol() {
         "{v}"
     );
 
-    // The same stream as a watch of pods.
+    // A watch of pods: as kube-apiserver's watch over websocket, JSON text frames, and the one
+    // subprotocol offered besides the token echoed (whatever it is).
     let watch = format!(
         "wss://127.0.0.1:{}/api/v1/namespaces/default/pods?watch=true",
         s.port
     );
-    let v = browser(&watch, &["--token=browser-token", &ca, "--messages=1"]);
+    let v = browser(
+        &watch,
+        &[
+            "--token=browser-token",
+            &ca,
+            "--messages=1",
+            "--protocol=binary.k8s.io",
+        ],
+    );
     assert_eq!(v["opened"], true, "{v}");
+    assert_eq!(v["protocol"], "binary.k8s.io", "{v}");
     let event: Value = serde_json::from_str(v["messages"][0].as_str().unwrap().trim()).unwrap();
     assert_eq!(event["type"], "ADDED");
     assert_eq!(event["object"]["metadata"]["name"], "web");

@@ -584,6 +584,31 @@ async fn the_websocket_subprotocol_is_the_clients_first_choice() {
             .collect();
         assert_eq!(chosen, [want], "{offered}: {head}");
     }
+
+    // A watch, as kube-apiserver's: JSON events in the frames, the one protocol offered (any)
+    // echoed, two of them a bad handshake.
+    let watch = |offered: &str| {
+        format!(
+            "GET /api/v1/namespaces/team/pods?watch=true&timeoutSeconds=1 HTTP/1.1\r\n\
+             Host: 127.0.0.1\r\nAuthorization: Bearer token1\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade, close\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {offered}\r\n\r\n"
+        )
+    };
+    let (status, head, body) = raw_request(&s, watch("dashboard.example").as_bytes()).await;
+    assert_eq!(status, 101, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-protocol: dashboard.example"),
+        "{head}"
+    );
+    assert!(
+        body.contains("{\"object\":{\"apiVersion\":\"v1\""),
+        "{body:?}"
+    );
+    assert!(body.contains("\"type\":\"ADDED\""), "{body:?}");
+    let (status, head, _) = raw_request(&s, watch("a.example, b.example").as_bytes()).await;
+    assert_eq!(status, 400, "{head}");
 }
 
 #[tokio::test]

@@ -363,7 +363,7 @@ async fn list_pods(
                 Err(too_old) => Box::pin(stream::iter([too_old.event()])),
             };
         return match ws.ok() {
-            Some(ws) => websocket(ws, &headers, events.map(|v| Bytes::from(format!("{v}\n")))),
+            Some(ws) => watch_websocket(ws, &headers, events, pretty),
             None => chunked(
                 "application/json",
                 events.map(|v| Bytes::from(format!("{v}\n"))),
@@ -573,6 +573,55 @@ fn websocket(
 ) -> Response {
     ws.protocols(chosen_protocol(headers))
         .on_upgrade(move |socket| send_stream(socket, body))
+}
+
+/// A watch over a websocket, as kube-apiserver serves it (`WatchServer.HandleWS` behind
+/// `golang.org/x/net/websocket`): each event is a JSON text frame; the subprotocol the client
+/// offered (besides the token entry, which the authentication layer removed) is echoed when
+/// there is exactly one, and more than one is a bad handshake (400).
+fn watch_websocket(
+    ws: WebSocketUpgrade,
+    headers: &axum::http::HeaderMap,
+    events: impl Stream<Item = Value> + Send + 'static,
+    pretty: Pretty,
+) -> Response {
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if offered.len() > 1 {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "websocket: the client offered more than one subprotocol",
+            None,
+            pretty,
+        );
+    }
+    ws.protocols(offered)
+        .on_upgrade(move |mut socket| async move {
+            let mut events = std::pin::pin!(events);
+            loop {
+                tokio::select! {
+                    event = events.next() => {
+                        let Some(event) = event else { break };
+                        if socket.send(Message::Text(format!("{event}\n").into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    // The client sends nothing but a close; stop when it goes away.
+                    incoming = socket.recv() => match incoming {
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
+            let _ = socket.send(Message::Close(None)).await;
+        })
 }
 
 async fn send_stream(mut socket: WebSocket, body: impl Stream<Item = Bytes> + Send + 'static) {
