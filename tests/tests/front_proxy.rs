@@ -421,9 +421,37 @@ fn kubectl_auth_whoami_through_the_proxy() {
     assert!(stderr.contains("Unauthorized"), "{stderr}");
 }
 
+/// Reads one websocket frame sent by a server (unmasked): its opcode and payload.
+async fn read_frame(io: &mut (impl tokio::io::AsyncRead + Unpin)) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 2];
+    io.read_exact(&mut head).await.unwrap();
+    let len = match head[1] & 0x7f {
+        126 => usize::from(io.read_u16().await.unwrap()),
+        127 => usize::try_from(io.read_u64().await.unwrap()).unwrap(),
+        n => usize::from(n),
+    };
+    let mut payload = vec![0u8; len];
+    io.read_exact(&mut payload).await.unwrap();
+    (head[0] & 0x0f, payload)
+}
+
+/// Websocket (and any HTTP/1.1 upgrade) through the proxy: the upstream's `101` comes back and
+/// the connections are joined; the token entry of the subprotocols authenticates to the proxy
+/// and is not passed on.
 #[tokio::test]
-async fn upgrade_requests_are_501_with_a_status_body() {
+async fn websocket_upgrades_are_proxied() {
     let chain = Chain::start();
+    let base = format!("{}/api/v1/namespaces/team/pods", chain.proxy.url());
+    let created = chain
+        .client()
+        .post(&base)
+        .header("Authorization", "Bearer token1")
+        .json(&pod("web"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
     let tls = tls_client_config(&chain.ca(), None, &[b"http/1.1"]);
     let c = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
@@ -431,31 +459,73 @@ async fn upgrade_requests_are_501_with_a_status_body() {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let resp = c
-        .get(format!(
-            "{}/api/v1/namespaces/team/pods/web/log?follow=true",
-            chain.proxy.url()
-        ))
+    let upgrade = |path: &str| {
+        c.get(format!("{base}/{path}"))
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+    };
+
+    // Bearer token to the proxy, no subprotocol: binary frames of log lines.
+    let resp = upgrade("web/log?follow=true")
         .header("Authorization", "Bearer token1")
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
     assert_eq!(
-        resp.headers()["content-type"].to_str().unwrap(),
-        "application/json"
+        resp.headers()["sec-websocket-accept"],
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     );
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["kind"], "Status");
-    assert_eq!(body["code"], 501);
+    let mut io = resp.upgrade().await.unwrap();
+    let (opcode, payload) = read_frame(&mut io).await;
+    assert_eq!(opcode, 2, "a binary frame");
+    let line = String::from_utf8(payload).unwrap();
+    assert!(line.contains(" web: line "), "{line:?}");
+
+    // The token as the browser sends it, with base64.binary.k8s.io: the upstream chose that
+    // protocol (it never saw the token entry) and sends base64 text frames.
+    let token = "base64url.bearer.authorization.k8s.io.dG9rZW4x";
+    let resp = upgrade("web/log?follow=true")
+        .header(
+            "Sec-WebSocket-Protocol",
+            format!("{token}, base64.binary.k8s.io"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(
+        resp.headers()["sec-websocket-protocol"],
+        "base64.binary.k8s.io"
+    );
+    let mut io = resp.upgrade().await.unwrap();
+    let (opcode, payload) = read_frame(&mut io).await;
+    assert_eq!(opcode, 1, "a text frame");
+    use base64::Engine;
+    let line = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .unwrap();
     assert!(
-        body["message"].as_str().unwrap().contains("upgrade"),
-        "{body}"
+        String::from_utf8(line).unwrap().contains(" web: line "),
+        "a log line"
     );
+
+    // An upgrade the upstream refuses comes back as its answer.
+    let resp = upgrade("nope/log")
+        .header("Authorization", "Bearer token1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["reason"], "NotFound");
+
+    // Without a credential for the proxy: 401, and nothing reaches the upstream.
+    let resp = upgrade("web/log").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.text().await.unwrap(), UNAUTHORIZED);
 }
 
 #[tokio::test]

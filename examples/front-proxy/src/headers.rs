@@ -40,11 +40,27 @@ pub(crate) struct UnrepresentableIdentity {
 }
 
 /// Whether the request asks for a protocol upgrade (websocket or SPDY over HTTP/1.1, or an
-/// HTTP/2 extended `CONNECT`): those are not proxied.
+/// HTTP/2 extended `CONNECT`).
 pub(crate) fn is_upgrade(method: &http::Method, headers: &HeaderMap) -> bool {
     method == http::Method::CONNECT
         || (headers.contains_key(header::UPGRADE)
             && connection_tokens(headers).any(|t| t == "upgrade"))
+}
+
+/// The protocol an upgrade request (or a `101` answer) names in `Upgrade`, when the
+/// `Connection` header has the `upgrade` token.
+pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    if !connection_tokens(headers).any(|t| t == "upgrade") {
+        return None;
+    }
+    headers.get(header::UPGRADE).cloned()
+}
+
+/// Puts back the two hop-by-hop headers of an upgrade (Go's reverse proxy does the same after
+/// removing the others): `Connection: Upgrade` and `Upgrade: <protocol>`.
+pub(crate) fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, protocol);
 }
 
 /// The lower-cased tokens of every `Connection` header.

@@ -26,8 +26,10 @@
 //!    certificate verifies against its `--requestheader-client-ca-file` and its common name is
 //!    in `--requestheader-allowed-names`; for anyone else it ignores and strips them.
 //! 5. Responses stream back as they arrive, so `?watch=true` and `log?follow=true` work through
-//!    the proxy. Upgrade requests (websocket, SPDY: exec, attach, port-forward) are answered
-//!    `501`; an unreachable or failing upstream is `502`, both with a `Status` body.
+//!    the proxy. HTTP/1.1 upgrade requests (websocket, SPDY: exec, attach, port-forward) are
+//!    forwarded over HTTP/1.1 and, once the upstream switches protocols, joined byte for byte
+//!    (HTTP/2 extended `CONNECT` is answered `501`); an unreachable or failing upstream is
+//!    `502`, both with a `Status` body.
 //!
 //! ```text
 //! mini-apiserver --tls-cert-file=serving.crt --tls-private-key-file=serving.key \
@@ -128,7 +130,7 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         &flags.strip_request_header_prefixes,
     )?;
 
-    let client = proxy::upstream_client(
+    let clients = proxy::upstream_clients(
         &flags.upstream_ca_file,
         &flags.proxy_client_cert_file,
         &flags.proxy_client_key_file,
@@ -145,7 +147,7 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
 
     let app = Router::new()
         .fallback(proxy::forward)
-        .with_state(proxy::Proxy::new(client, &flags.upstream, strip))
+        .with_state(proxy::Proxy::new(clients, &flags.upstream, strip))
         .layer(authn);
 
     let addr = SocketAddr::new(flags.bind_address, flags.secure_port);

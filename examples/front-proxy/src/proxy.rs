@@ -15,10 +15,12 @@ use kube_authn::UserInfo;
 use crate::BoxError;
 use crate::headers;
 
-/// What the handler needs: the upstream client and the upstream's base URL.
+/// What the handler needs: the upstream clients and the upstream's base URL.
 #[derive(Clone)]
 pub(crate) struct Proxy {
     client: reqwest::Client,
+    /// The same client restricted to HTTP/1.1, for upgrades (websocket, SPDY).
+    upgrades: reqwest::Client,
     /// The upstream URL without its trailing `/`; the request's path and query follow it.
     base: Arc<str>,
     /// The upstream URL, to check that a forwarded request still goes there.
@@ -29,12 +31,13 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     pub(crate) fn new(
-        client: reqwest::Client,
+        (client, upgrades): (reqwest::Client, reqwest::Client),
         upstream: &reqwest::Url,
         strip: headers::Strip,
     ) -> Self {
         Self {
             client,
+            upgrades,
             base: upstream.as_str().trim_end_matches('/').into(),
             upstream: Arc::new(upstream.clone()),
             strip: Arc::new(strip),
@@ -42,15 +45,15 @@ impl Proxy {
     }
 }
 
-/// The upstream client: trusts only `ca_file`, presents the front-proxy client certificate,
-/// never follows redirects (they are the client's business) and never uses a proxy from the
+/// The upstream clients: trust only `ca_file`, present the front-proxy client certificate,
+/// never follow redirects (they are the client's business) and never use a proxy from the
 /// environment. There is no overall timeout: watches and log follows last as long as the
-/// client keeps them.
-pub(crate) fn upstream_client(
+/// client keeps them. The second client speaks HTTP/1.1 only, for upgrade requests.
+pub(crate) fn upstream_clients(
     ca_file: &Path,
     cert_file: &Path,
     key_file: &Path,
-) -> Result<reqwest::Client, BoxError> {
+) -> Result<(reqwest::Client, reqwest::Client), BoxError> {
     let read = |flag: &str, path: &Path| {
         fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
     };
@@ -81,16 +84,21 @@ pub(crate) fn upstream_client(
             error_chain(e)
         )
     };
-    let identity = reqwest::Identity::from_pem(&pem).map_err(|e| pair_error(&e))?;
-    // The builder is where rustls checks the key against the certificate.
-    reqwest::Client::builder()
-        .tls_certs_only(roots)
-        .identity(identity)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| pair_error(&e).into())
+    let client = |http1_only: bool| -> Result<reqwest::Client, BoxError> {
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| pair_error(&e))?;
+        let mut builder = reqwest::Client::builder()
+            .tls_certs_only(roots.clone())
+            .identity(identity)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10));
+        if http1_only {
+            builder = builder.http1_only();
+        }
+        // The builder is where rustls checks the key against the certificate.
+        builder.build().map_err(|e| pair_error(&e).into())
+    };
+    Ok((client(false)?, client(true)?))
 }
 
 /// The upstream URL of a request's path and query: the path must be absolute, and the result
@@ -117,7 +125,9 @@ fn upstream_url(base: &str, upstream: &reqwest::Url, path: &str) -> Result<reqwe
 
 /// Forwards an authenticated request upstream and streams the answer back.
 pub(crate) async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // hyper's handle on the client's connection, for an upgrade request.
+    let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let Some(user) = parts.extensions.get::<UserInfo>() else {
         // The authentication layer is missing in front of the handler: a bug of this binary.
         return status(
@@ -126,14 +136,21 @@ pub(crate) async fn forward(State(proxy): State<Proxy>, request: Request) -> Res
             "no user on the request",
         );
     };
-    if headers::is_upgrade(&parts.method, &parts.headers) {
-        return status(
-            StatusCode::NOT_IMPLEMENTED,
-            "InternalError",
-            "front-proxy does not proxy upgrade requests (websocket, SPDY: exec, attach, \
-             port-forward); watch and log follow work over plain HTTP",
-        );
-    }
+    let upgrade = if headers::is_upgrade(&parts.method, &parts.headers) {
+        // HTTP/1.1 upgrades (websocket, SPDY) are proxied; HTTP/2's extended CONNECT is not.
+        let (Some(protocol), Some(on_upgrade)) =
+            (headers::upgrade_protocol(&parts.headers), on_upgrade)
+        else {
+            return status(
+                StatusCode::NOT_IMPLEMENTED,
+                "InternalError",
+                "front-proxy proxies upgrades over HTTP/1.1 only (not HTTP/2 extended CONNECT)",
+            );
+        };
+        Some((protocol, on_upgrade))
+    } else {
+        None
+    };
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let url = match upstream_url(&proxy.base, &proxy.upstream, path) {
         Ok(url) => url,
@@ -148,7 +165,12 @@ pub(crate) async fn forward(State(proxy): State<Proxy>, request: Request) -> Res
     let peer = parts.extensions.get::<SocketAddr>().copied();
     let upstream_headers =
         match headers::upstream_request_headers(&parts.headers, user, peer, &proxy.strip) {
-            Ok(h) => h,
+            Ok(mut h) => {
+                if let Some((protocol, _)) = &upgrade {
+                    headers::set_upgrade(&mut h, protocol.clone());
+                }
+                h
+            }
             Err(e) => {
                 tracing::warn!(user = ?user.username, error = %e, "cannot forward");
                 return status(
@@ -172,6 +194,9 @@ pub(crate) async fn forward(State(proxy): State<Proxy>, request: Request) -> Res
     if !(body.is_end_stream() || body.size_hint().exact() == Some(0)) {
         *upstream.body_mut() = Some(reqwest::Body::wrap_stream(body.into_data_stream()));
     }
+    if let Some((protocol, on_upgrade)) = upgrade {
+        return forward_upgrade(&proxy, upstream, protocol, on_upgrade).await;
+    }
     match proxy.client.execute(upstream).await {
         Ok(answer) => {
             let code = answer.status();
@@ -187,6 +212,73 @@ pub(crate) async fn forward(State(proxy): State<Proxy>, request: Request) -> Res
             status(StatusCode::BAD_GATEWAY, "InternalError", &message)
         }
     }
+}
+
+/// Forwards an upgrade request over HTTP/1.1, as Go's reverse proxy does: when the upstream
+/// switches to the protocol asked for, the client gets the `101` with the upstream's headers
+/// and the two connections are joined byte for byte until either side closes; any other
+/// answer (a `401`, a `404`) is passed back as it is.
+async fn forward_upgrade(
+    proxy: &Proxy,
+    mut upstream: reqwest::Request,
+    protocol: http::HeaderValue,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+) -> Response {
+    *upstream.version_mut() = http::Version::HTTP_11;
+    let answer = match proxy.upgrades.execute(upstream).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let message = format!("error trying to reach the upstream: {}", error_chain(&e));
+            tracing::warn!("{message}");
+            return status(StatusCode::BAD_GATEWAY, "InternalError", &message);
+        }
+    };
+    let mut answer_headers = headers::downstream_response_headers(answer.headers());
+    if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let code = answer.status();
+        let mut response = Response::new(Body::from_stream(answer.bytes_stream()));
+        *response.status_mut() = code;
+        *response.headers_mut() = answer_headers;
+        return response;
+    }
+    let switched = headers::upgrade_protocol(answer.headers());
+    if !switched
+        .as_ref()
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(protocol.as_bytes()))
+    {
+        let message = format!(
+            "backend tried to switch protocol {:?} when {:?} was requested",
+            switched
+                .as_ref()
+                .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned()),
+            String::from_utf8_lossy(protocol.as_bytes()),
+        );
+        tracing::warn!("{message}");
+        return status(StatusCode::BAD_GATEWAY, "InternalError", &message);
+    }
+    headers::set_upgrade(&mut answer_headers, protocol);
+    tokio::spawn(async move {
+        let (client, upstream) = match (on_upgrade.await, answer.upgrade().await) {
+            (Ok(client), Ok(upstream)) => (client, upstream),
+            (Err(e), _) => {
+                tracing::debug!(error = %e, "the client's connection was not upgraded");
+                return;
+            }
+            (_, Err(e)) => {
+                tracing::debug!(error = %error_chain(&e), "the upstream connection was not upgraded");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut upstream = upstream;
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(error = %e, "upgraded connection ended");
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *response.headers_mut() = answer_headers;
+    response
 }
 
 /// An error and its sources, `: `-separated (reqwest's own message rarely says why).
