@@ -134,6 +134,24 @@ mod tests {
         assert_eq!(trim_space(b""), b"");
     }
 
+    proptest::proptest! {
+        /// On UTF-8, Go's TrimSpace and Rust's `str::trim` trim the same set (White_Space).
+        #[test]
+        fn trim_space_agrees_with_str_trim(s in "[ \\t\\n\\u{b}\\u{85}\\u{a0}\\u{2000}-\\u{200b}\\u{3000}a-zé€😀]{0,12}") {
+            proptest::prop_assert_eq!(trim_space(s.as_bytes()), s.trim().as_bytes());
+        }
+
+        /// On any bytes: never panics, and the result is a slice of the input.
+        #[test]
+        fn trim_space_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..24)) {
+            let out = trim_space(&bytes);
+            let found = (0..=bytes.len() - out.len()).any(|i| &bytes[i..i + out.len()] == out);
+            proptest::prop_assert!(found);
+            // What was trimmed is white space only: trimming again changes nothing.
+            proptest::prop_assert_eq!(trim_space(out), out);
+        }
+    }
+
     #[test]
     fn trim_space_keeps_what_is_not_white_space() {
         // Not white space in Go: U+001C-U+001F, U+200B (zero width), U+FEFF (BOM), U+180E, and
