@@ -26,8 +26,8 @@ use crate::peer::PeerCertificates;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// How long a client may take to send a request head on HTTP/1.1, and to send its first bytes
-/// after the TLS handshake on any protocol.
+/// How long a client may take to send a request head on HTTP/1.1, and to bring its first
+/// request after the TLS handshake on any protocol.
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `service` over TLS on `listener`: one task per connection, a handshake timeout
@@ -40,10 +40,10 @@ pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// handshake runs in the connection's task, so a client that never finishes it does not
 /// block others.
 ///
-/// Idle connections do not pile up: a client that completes the handshake and then sends
-/// nothing is dropped after the header read timeout (default 30 s; hyper's own HTTP/1.1 header
-/// timeout only starts with the first byte), as is an HTTP/1.1 client that does not complete a
-/// request head within it.
+/// Idle connections do not pile up: a client that completes the handshake but brings no whole
+/// request head within the header read timeout (default 30 s) is dropped, whatever it sent
+/// (nothing, or part of the HTTP/2 preface: hyper's own timers only start once the protocol is
+/// known), as is an HTTP/1.1 client that takes longer for any later request head.
 ///
 /// Await the returned value to run the loop (it only returns on a fatal accept error).
 ///
@@ -98,8 +98,8 @@ impl<S> Serve<S> {
         self
     }
 
-    /// How long a client has, after the handshake, to send its first bytes, and on HTTP/1.1 to
-    /// complete each request head (default 30 s). A connection that sent nothing by then is
+    /// How long a client has, after the handshake, to bring its first request, and on HTTP/1.1
+    /// to complete each request head (default 30 s). A connection without a request by then is
     /// closed.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
@@ -191,7 +191,7 @@ async fn connection<S, B>(
     acceptor: Acceptor,
     service: S,
     builder: auto::Builder<TokioExecutor>,
-    first_bytes_timeout: Duration,
+    first_request_timeout: Duration,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -205,16 +205,18 @@ async fn connection<S, B>(
         return;
     };
     let (io, service) = accepted.serve(service);
-    let (io, first_bytes) = FirstBytes::new(io.into_inner());
-    let conn =
-        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    let first_request = FirstRequest::default();
+    let service = first_request.watching(service);
+    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
     tokio::pin!(conn);
-    // hyper's timers start with the first bytes (the auto builder waits for them to choose the
-    // protocol), so a client that sends nothing after the handshake is dropped here.
-    let result = match tokio::time::timeout(first_bytes_timeout, conn.as_mut()).await {
+    // hyper's timers start late: the auto builder reads bytes until it knows the protocol (a
+    // client may send the first bytes of the HTTP/2 preface and stop), and only then does the
+    // HTTP/1.1 header timeout run. So a connection that has not brought a whole request head
+    // by the timeout is dropped here; after its first request, hyper's timers take over.
+    let result = match tokio::time::timeout(first_request_timeout, conn.as_mut()).await {
         Ok(result) => result,
-        Err(_) if !first_bytes.arrived() => {
-            tracing::debug!(target: "kube_authn::serve", %addr, "no request after the tls handshake; closing");
+        Err(_) if !first_request.arrived() => {
+            tracing::debug!(target: "kube_authn::serve", %addr, "no request within the header read timeout; closing");
             return;
         }
         Err(_) => conn.await,
@@ -224,78 +226,50 @@ async fn connection<S, B>(
     }
 }
 
-/// An I/O stream that notes whether anything was read from it yet.
-struct FirstBytes<T> {
-    inner: T,
-    seen: bool,
-    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
+/// Whether a connection has brought its first request (head) yet.
+#[derive(Clone, Default)]
+struct FirstRequest(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
-/// Whether the stream of a [`FirstBytes`] has delivered any byte.
-struct FirstBytesFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl FirstBytesFlag {
+impl FirstRequest {
     fn arrived(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
-}
 
-impl<T> FirstBytes<T> {
-    fn new(inner: T) -> (Self, FirstBytesFlag) {
-        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let io = Self {
-            inner,
-            seen: false,
-            flag: std::sync::Arc::clone(&flag),
-        };
-        (io, FirstBytesFlag(flag))
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for FirstBytes<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if !this.seen && buf.filled().len() > before {
-            this.seen = true;
-            this.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    /// `service`, noting its first call here.
+    fn watching<S>(&self, service: S) -> Watching<S> {
+        Watching {
+            inner: service,
+            first: self.clone(),
         }
-        result
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytes<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+/// A service that notes, in its [`FirstRequest`], that a request arrived.
+#[derive(Clone)]
+struct Watching<S> {
+    inner: S,
+    first: FirstRequest,
+}
+
+impl<S, B> Service<Request<B>> for Watching<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if !self.first.arrived() {
+            self.first
+                .0
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.inner.call(req)
     }
 }
 
@@ -304,9 +278,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytes<T> {
 /// certificates, peer address) put into every request of the connection.
 ///
 /// The idle timeouts are the loop's business: hyper's HTTP/1.1 header timeout and HTTP/2
-/// keep-alive start only once the client has sent its first bytes, so bound the time to the
-/// first request yourself ([`serve`] closes a connection that sent nothing within its header
-/// read timeout).
+/// keep-alive start only once the auto builder knows the protocol, which a client can put off
+/// forever (nothing sent, or part of the HTTP/2 preface), so bound the time to the first
+/// request yourself ([`serve`] closes a connection without a request within its header read
+/// timeout).
 ///
 /// ```no_run
 /// # async fn run(tls: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {

@@ -215,7 +215,7 @@ async fn a_silent_client_does_not_block_others() {
 }
 
 #[tokio::test]
-async fn a_client_that_sends_nothing_after_the_handshake_is_closed() {
+async fn a_client_without_a_request_after_the_handshake_is_closed() {
     let pki = TestPki::shared();
     let addr = start_with(authenticator(), Duration::from_millis(300)).await;
     // For both protocols the auto builder can choose between: it waits for the first bytes.
@@ -232,6 +232,18 @@ async fn a_client_that_sends_nothing_after_the_handshake_is_closed() {
             .expect("the silent connection was not closed");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
         assert!(started.elapsed() >= Duration::from_millis(250));
+    }
+    // Part of a request, then silence: the first byte of the HTTP/2 preface (the auto builder
+    // waits for the rest to choose the protocol), part of an HTTP/1.1 request head.
+    for partial in [&b"P"[..], b"PRI * HTTP/2.0\r\n", b"GET / HTT"] {
+        let mut stream = connect(&client(Some(&pki.jbeda)), addr).await;
+        stream.write_all(partial).await.unwrap();
+        stream.flush().await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .unwrap_or_else(|_| panic!("{partial:?}: the connection was not closed"));
+        assert!(matches!(read, Ok(0) | Err(_)), "{partial:?}: {read:?}");
     }
     // A client that talks in time is served, and keeps its connection between requests sent
     // within the timeout.
