@@ -512,6 +512,34 @@ async fn websocket_upgrades_are_proxied() {
         "a log line"
     );
 
+    // Authenticated by the Authorization header, with a token entry as well: the entry is a
+    // credential for the proxy and is not passed on (the upstream's watch would refuse two
+    // subprotocols).
+    let resp = c
+        .get(format!("{base}?watch=true&timeoutSeconds=1"))
+        .header("Authorization", "Bearer token1")
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header(
+            "Sec-WebSocket-Protocol",
+            format!("{token}, dashboard.example"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(
+        resp.headers()["sec-websocket-protocol"],
+        "dashboard.example"
+    );
+    let mut io = resp.upgrade().await.unwrap();
+    let (opcode, payload) = read_frame(&mut io).await;
+    assert_eq!(opcode, 1, "a text frame");
+    let event: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(event["type"], "ADDED");
+
     // An upgrade the upstream refuses comes back as its answer.
     let resp = upgrade("nope/log")
         .header("Authorization", "Bearer token1")

@@ -134,6 +134,7 @@ pub(crate) fn upstream_request_headers(
     let mut headers = end_to_end(incoming);
     headers.remove(header::HOST);
     headers.remove(header::AUTHORIZATION);
+    remove_websocket_tokens(&mut headers);
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with(REMOTE_PREFIX) || strip.matches(name))
@@ -147,6 +148,36 @@ pub(crate) fn upstream_request_headers(
         append_forwarded_for(&mut headers, peer);
     }
     Ok(headers)
+}
+
+/// Drops the bearer-token entries (`base64url.bearer.authorization.k8s.io.…`) of
+/// `Sec-WebSocket-Protocol`: like `Authorization`, a credential for the proxy. The websocket
+/// authenticator removes the entry only when it is the one that authenticated; a request
+/// authenticated otherwise (a client certificate, a bearer header) may still carry one.
+fn remove_websocket_tokens(headers: &mut HeaderMap) {
+    use kube_authn::core::credentials::WEBSOCKET_BEARER_PROTOCOL_PREFIX as TOKEN;
+    let lines: Vec<&[u8]> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    let entries = || {
+        lines
+            .iter()
+            .flat_map(|line| line.split(|b| *b == b','))
+            .map(|e| e.trim_ascii())
+    };
+    if !entries().any(|e| e.starts_with(TOKEN.as_bytes())) {
+        return;
+    }
+    let kept: Vec<&[u8]> = entries()
+        .filter(|e| !e.is_empty() && !e.starts_with(TOKEN.as_bytes()))
+        .collect();
+    let value = HeaderValue::from_bytes(&kept.join(&b","[..])).ok();
+    headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
+    if let Some(value) = value.filter(|v| !v.is_empty()) {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
 }
 
 /// Adds the identity headers as Kubernetes' `transport.SetAuthProxyHeaders` does:
@@ -301,6 +332,42 @@ mod tests {
         assert_eq!(name.as_str(), "x-remote-extra-team-%c3%84");
         let suffix = &name.as_str()[REMOTE_EXTRA_PREFIX.len()..];
         assert_eq!(path_unescape(suffix).as_deref(), Some("team-Ä"));
+    }
+
+    #[test]
+    fn websocket_token_entries_are_not_forwarded() {
+        let forwarded = |lines: &[&str]| {
+            let mut incoming = HeaderMap::new();
+            for line in lines {
+                incoming.append(
+                    header::SEC_WEBSOCKET_PROTOCOL,
+                    HeaderValue::from_str(line).unwrap(),
+                );
+            }
+            let out = upstream_request_headers(
+                &incoming,
+                &UserInfo::new("alice"),
+                None,
+                &Strip::default(),
+            )
+            .unwrap();
+            out.get_all(header::SEC_WEBSOCKET_PROTOCOL)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let token = "base64url.bearer.authorization.k8s.io.dG9rZW4x";
+        assert_eq!(
+            forwarded(&[&format!("{token}, base64.binary.k8s.io")]),
+            ["base64.binary.k8s.io"]
+        );
+        assert_eq!(
+            forwarded(&["v4.channel.k8s.io", &format!("{token},x")]),
+            ["v4.channel.k8s.io,x"]
+        );
+        assert!(forwarded(&[token]).is_empty());
+        // Without a token entry the header passes as it is.
+        assert_eq!(forwarded(&["a, b", "c"]), ["a, b", "c"]);
     }
 
     #[test]

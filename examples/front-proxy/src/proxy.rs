@@ -269,9 +269,16 @@ async fn forward_upgrade(
                 return;
             }
         };
-        let mut client = hyper_util::rt::TokioIo::new(client);
-        let mut upstream = upstream;
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        // As Go's reverse proxy: when either direction ends, both connections are closed (a
+        // peer that never finishes its half cannot hold the other side open).
+        let (mut client_read, mut client_write) =
+            tokio::io::split(hyper_util::rt::TokioIo::new(client));
+        let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
+        let ended = tokio::select! {
+            r = tokio::io::copy(&mut client_read, &mut upstream_write) => r,
+            r = tokio::io::copy(&mut upstream_read, &mut client_write) => r,
+        };
+        if let Err(e) = ended {
             tracing::debug!(error = %e, "upgraded connection ended");
         }
     });
