@@ -254,6 +254,7 @@ impl<T: Send + Sync + 'static> Reloading<T> {
         let mut state = WatchState {
             id,
             hash: hash(&bytes),
+            in_force: hash(&bytes),
         };
         let thread_value = Arc::clone(&value);
         let thread_shared = Arc::clone(&shared);
@@ -441,7 +442,10 @@ impl FileId {
 
 struct WatchState {
     id: Option<FileId>,
+    /// The hash of the content last read (parsed, or refused).
     hash: u64,
+    /// The hash of the content whose value is in force.
+    in_force: u64,
 }
 
 fn start_watcher(path: &Path, tx: mpsc::Sender<Msg>) -> notify::Result<notify::RecommendedWatcher> {
@@ -534,13 +538,23 @@ fn check<P: Parse>(
         Ok(b) => b,
         Err(e) => {
             // Not remembered as seen: the next tick tries again.
-            refuse(shared, format!("unable to read {}: {e}", path.display()));
+            refuse(
+                shared,
+                format!("unable to read {}: {e}", path.display()),
+                Repeat::Quiet,
+            );
             return;
         }
     };
     state.id = id;
     let h = hash(&bytes);
     if h == state.hash {
+        if h == state.in_force {
+            // Readable again with the content in force: an earlier refusal (a read error) no
+            // longer holds.
+            let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
+            status.last_error = None;
+        }
         return;
     }
     state.hash = h;
@@ -551,6 +565,7 @@ fn check<P: Parse>(
             // for the status waits for it to be updated.
             let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
             let previous = value.swap(Arc::new(parsed));
+            state.in_force = h;
             status.reloads += 1;
             status.last_error = None;
             drop(status);
@@ -560,7 +575,7 @@ fn check<P: Parse>(
             tracing::info!(path = %path.display(), elapsed_ms, "reloaded");
             release_here(previous);
         }
-        Err(e) => refuse(shared, e.to_string()),
+        Err(e) => refuse(shared, e.to_string(), Repeat::Loud),
     }
 }
 
@@ -578,12 +593,20 @@ fn release_here<T>(previous: Arc<T>) {
     drop(previous);
 }
 
-/// Counts a refused reload; logs it as an error unless it is the same refusal as the last one
-/// (an unreadable file is tried again on every tick: said once, then at debug level).
-fn refuse(shared: &Shared, message: String) {
+/// Whether a refusal that repeats the last one is logged as an error again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Tried again on every tick (an unreadable file): said once, then at debug level.
+    Quiet,
+    /// Tried once per change of the content (a file that does not parse): always said.
+    Loud,
+}
+
+/// Counts a refused reload and logs it as an error (see [`Repeat`]).
+fn refuse(shared: &Shared, message: String, repeat: Repeat) {
     metrics::counter!("kube_authn_file_reloads_total", "result" => "failure").increment(1);
     let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
-    if status.last_error.as_deref() == Some(message.as_str()) {
+    if repeat == Repeat::Quiet && status.last_error.as_deref() == Some(message.as_str()) {
         tracing::debug!(path = %shared.path.display(), error = %message, "still refusing to reload; keeping the previous content");
     } else {
         tracing::error!(path = %shared.path.display(), error = %message, "refused to reload; keeping the previous content");
@@ -689,6 +712,41 @@ mod tests {
         assert_eq!(errors, 1, "{}", logs());
         assert_eq!(*r.current().as_ref(), vec![1]);
         assert!(r.status().last_error.unwrap().starts_with("unable to read"));
+
+        // Back with the content in force: the refusal no longer holds.
+        fs::remove_dir(&path).unwrap();
+        fs::write(&path, "1\n").unwrap();
+        wait_for("the error cleared", || r.status().last_error.is_none());
+        // A second outage is said again.
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        wait_for("the second error", || {
+            logs()
+                .lines()
+                .filter(|l| l.contains("ERROR") && l.contains("unreadable-once"))
+                .count()
+                == 2
+        });
+    }
+
+    #[test]
+    fn every_bad_edit_is_logged_as_an_error() {
+        logs();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad-edits");
+        fs::write(&path, "1\n").unwrap();
+        let r = Reloading::watch(&path, numbers, opts()).unwrap();
+        // Two different bad contents with the same message (line 1 is not a number).
+        fs::write(&path, "x\n").unwrap();
+        wait_for("the first refusal", || r.status().failures == 1);
+        fs::write(&path, "y\n").unwrap();
+        wait_for("the second refusal", || r.status().failures == 2);
+        let errors = logs()
+            .lines()
+            .filter(|l| l.contains("ERROR") && l.contains("bad-edits"))
+            .count();
+        assert_eq!(errors, 2, "{}", logs());
+        assert_eq!(*r.current().as_ref(), vec![1]);
     }
 
     fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
