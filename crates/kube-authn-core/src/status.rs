@@ -31,8 +31,8 @@ pub fn is_pretty_print(uri: &http::Uri, headers: &http::HeaderMap) -> bool {
 
 /// The first value of `key` in `query`, as Go's `url.ParseQuery` then `Values.Get` give it:
 /// pairs split at `&`, a pair holding `;` or a bad escape is skipped, keys and values are
-/// query-unescaped.
-fn first_query_value(query: &str, key: &str) -> Option<String> {
+/// query-unescaped. `None` when the key is absent; `Some("")` for `?key` or `?key=`.
+pub fn first_query_value(query: &str, key: &str) -> Option<String> {
     query
         .split('&')
         .filter(|pair| !pair.is_empty() && !pair.contains(';'))

@@ -3,6 +3,8 @@
 //! (`/healthz`, `/livez`, `/readyz`, `/version`). Denials are `403` with the Kubernetes
 //! `Status` body and message.
 
+use std::borrow::Cow;
+
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -104,16 +106,31 @@ fn forbidden_message(
     } else {
         format!("{resource}.{group}")
     };
-    let message = match name {
+    let message = match &name {
         Some(name) => format!("{qualified} \"{name}\" is forbidden: {reason}"),
         None => format!("{qualified} is forbidden: {reason}"),
     };
     let details = Details {
-        name: name.map(ToOwned::to_owned),
+        name: name.map(Cow::into_owned),
         group: (!group.is_empty()).then(|| group.to_owned()),
         kind: Some(resource.to_owned()),
     };
     (message, details)
+}
+
+/// The name a field selector requires exactly (`metadata.name=N` or `metadata.name==N` among
+/// its comma-separated terms), when it is a valid path segment name (Kubernetes
+/// `RequiresExactMatch` and `IsValidPathSegmentName`).
+fn selected_name(selector: &str) -> Option<String> {
+    selector
+        .split(',')
+        .find_map(|term| {
+            let (key, value) = term
+                .split_once("==")
+                .or_else(|| term.split_once('=').filter(|(k, _)| !k.ends_with('!')))?;
+            (key.trim() == "metadata.name").then(|| value.trim().to_owned())
+        })
+        .filter(|n| !matches!(n.as_str(), "." | "..") && !n.contains(['/', '%']))
 }
 
 /// The attributes of a resource request (Kubernetes `RequestInfo`).
@@ -123,7 +140,7 @@ struct ResourceInfo<'a> {
     group: &'a str,
     namespace: Option<&'a str>,
     resource: &'a str,
-    name: Option<&'a str>,
+    name: Option<Cow<'a, str>>,
     subresource: Option<&'a str>,
 }
 
@@ -172,21 +189,24 @@ fn resource_info<'a>(
         }
     }
     let resource = *parts.first()?;
-    let name = parts.get(1).copied();
+    // An empty segment (`/pods//log`) is no name, as Go's `len(Name) == 0` reads it.
+    let mut name = parts
+        .get(1)
+        .filter(|n| !n.is_empty())
+        .map(|n| Cow::Borrowed(*n));
     let subresource = parts.get(2).filter(|_| verb != "proxy").copied();
     if name.is_none() {
         match verb {
             "get" => {
-                // The first `watch` parameter; `?watch` alone is an empty value, which is true.
-                let value = query.and_then(|q| {
-                    q.split('&').find_map(|kv| match kv.split_once('=') {
-                        Some(("watch", v)) => Some(v),
-                        None if kv == "watch" => Some(""),
-                        _ => None,
-                    })
-                });
-                let watch = crate::api::truthy(value);
+                // The query as Go decodes it; `?watch` alone is an empty value, which is true.
+                let param =
+                    |key| query.and_then(|q| kube_authn::core::status::first_query_value(q, key));
+                let watch = crate::api::truthy(param("watch").as_deref());
                 verb = if watch { "watch" } else { "list" };
+                // `kubectl get pod NAME -w` lists with fieldSelector=metadata.name=NAME.
+                name = param("fieldSelector")
+                    .and_then(|selector| selected_name(&selector))
+                    .map(Cow::Owned);
             }
             "delete" => verb = "deletecollection",
             _ => {}
@@ -236,6 +256,48 @@ mod tests {
                 "/api/v1/namespaces/default/pods",
                 Some("watch=false&watch=true"),
                 "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("watch=%30"),
+                "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("watch=0;x&watch=1"),
+                "pods is forbidden: User \"system:anonymous\" cannot watch resource \"pods\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("fieldSelector=metadata.name%3Dfoo&watch=true"),
+                "pods \"foo\" is forbidden: User \"system:anonymous\" cannot watch resource \"pods\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("fieldSelector=status.phase%3DRunning,metadata.name%3D%3Dfoo"),
+                "pods \"foo\" is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("fieldSelector=metadata.name!%3Dfoo"),
+                "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                Some("fieldSelector=metadata.name%3Da%2Fb"),
+                "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ns1/pods//log",
+                None,
+                "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods/log\" in API group \"\" in the namespace \"ns1\"",
             ),
             (
                 Method::GET,
