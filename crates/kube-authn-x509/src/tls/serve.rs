@@ -161,7 +161,9 @@ impl<S> Serve<S> {
                     continue;
                 }
             };
-            tokio::spawn(connection(
+            let (handshaken, watch) = tokio::sync::oneshot::channel();
+            let answered = Answered::default();
+            let task = tokio::spawn(connection(
                 stream,
                 addr,
                 Acceptor {
@@ -170,7 +172,17 @@ impl<S> Serve<S> {
                 },
                 self.service.clone(),
                 builder.clone(),
+                handshaken,
+                answered.clone(),
+            ));
+            // The first-request watchdog runs beside the connection, so that the connection's
+            // own polling carries no timer.
+            tokio::spawn(watchdog(
+                watch,
                 self.header_read_timeout,
+                answered,
+                task.abort_handle(),
+                addr,
             ));
         }
     }
@@ -185,13 +197,38 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
+/// Closes a connection that has not answered a request `timeout` after its TLS handshake.
+///
+/// hyper's timers start late: the auto builder reads bytes until it knows the protocol (a client
+/// may send nothing, or the first bytes of the HTTP/2 preface, and stop), and only then does the
+/// HTTP/1.1 header timeout run. A connection that has written nothing by the timeout (HTTP/1.1
+/// writes only answers, HTTP/2 its settings once the preface is whole, after which its
+/// keep-alive pings take over) is dropped here.
+async fn watchdog(
+    handshaken: tokio::sync::oneshot::Receiver<()>,
+    timeout: Duration,
+    answered: Answered,
+    connection: tokio::task::AbortHandle,
+    addr: SocketAddr,
+) {
+    if handshaken.await.is_err() {
+        return; // the handshake failed or the connection already ended
+    }
+    tokio::time::sleep(timeout).await;
+    if !answered.yes() && !connection.is_finished() {
+        tracing::debug!(target: "kube_authn::serve", %addr, "no request within the header read timeout; closing");
+        connection.abort();
+    }
+}
+
 async fn connection<S, B>(
     stream: TcpStream,
     addr: SocketAddr,
     acceptor: Acceptor,
     service: S,
     builder: auto::Builder<TokioExecutor>,
-    first_request_timeout: Duration,
+    handshaken: tokio::sync::oneshot::Sender<()>,
+    answered: Answered,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -204,72 +241,97 @@ async fn connection<S, B>(
     let Ok(accepted) = acceptor.accept(stream, addr).await else {
         return;
     };
+    let _ = handshaken.send(());
     let (io, service) = accepted.serve(service);
-    let first_request = FirstRequest::default();
-    let service = first_request.watching(service);
-    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
-    tokio::pin!(conn);
-    // hyper's timers start late: the auto builder reads bytes until it knows the protocol (a
-    // client may send the first bytes of the HTTP/2 preface and stop), and only then does the
-    // HTTP/1.1 header timeout run. So a connection that has not brought a whole request head
-    // by the timeout is dropped here; after its first request, hyper's timers take over.
-    let result = match tokio::time::timeout(first_request_timeout, conn.as_mut()).await {
-        Ok(result) => result,
-        Err(_) if !first_request.arrived() => {
-            tracing::debug!(target: "kube_authn::serve", %addr, "no request within the header read timeout; closing");
-            return;
-        }
-        Err(_) => conn.await,
-    };
-    if let Err(e) = result {
+    let io = TokioIo::new(answered.watching(io.into_inner()));
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
+        .await
+    {
         tracing::debug!(target: "kube_authn::serve", %addr, error = %e, "connection ended with an error");
     }
 }
 
-/// Whether a connection has brought its first request (head) yet.
+/// Whether a connection has written anything yet (an answer, or HTTP/2 settings).
 #[derive(Clone, Default)]
-struct FirstRequest(std::sync::Arc<std::sync::atomic::AtomicBool>);
+struct Answered(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
-impl FirstRequest {
-    fn arrived(&self) -> bool {
+impl Answered {
+    fn yes(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// `service`, noting its first call here.
-    fn watching<S>(&self, service: S) -> Watching<S> {
-        Watching {
-            inner: service,
-            first: self.clone(),
+    /// `io`, noting its first write here.
+    fn watching<T>(&self, io: T) -> FirstWrite<T> {
+        FirstWrite {
+            inner: io,
+            written: false,
+            answered: self.clone(),
         }
     }
 }
 
-/// A service that notes, in its [`FirstRequest`], that a request arrived.
-#[derive(Clone)]
-struct Watching<S> {
-    inner: S,
-    first: FirstRequest,
+/// A stream that notes, in its [`Answered`], the first bytes written to it.
+struct FirstWrite<T> {
+    inner: T,
+    written: bool,
+    answered: Answered,
 }
 
-impl<S, B> Service<Request<B>> for Watching<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        if !self.first.arrived() {
-            self.first
+impl<T> FirstWrite<T> {
+    fn note(&mut self, result: &Poll<io::Result<usize>>) {
+        if !self.written && matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
+            self.written = true;
+            self.answered
                 .0
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        self.inner.call(req)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstWrite<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstWrite<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.note(&result);
+        result
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.note(&result);
+        result
     }
 }
 
