@@ -162,7 +162,7 @@ impl<S> Serve<S> {
                 }
             };
             let (handshaken, watch) = tokio::sync::oneshot::channel();
-            let answered = Answered::default();
+            let known = ProtocolKnown::default();
             let task = tokio::spawn(connection(
                 stream,
                 addr,
@@ -173,14 +173,14 @@ impl<S> Serve<S> {
                 self.service.clone(),
                 builder.clone(),
                 handshaken,
-                answered.clone(),
+                known.clone(),
             ));
             // The first-request watchdog runs beside the connection, so that the connection's
             // own polling carries no timer.
             tokio::spawn(watchdog(
                 watch,
                 self.header_read_timeout,
-                answered,
+                known,
                 task.abort_handle(),
                 addr,
             ));
@@ -197,17 +197,17 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-/// Closes a connection that has not answered a request `timeout` after its TLS handshake.
+/// Closes a connection whose protocol is still unknown `timeout` after its TLS handshake.
 ///
-/// hyper's timers start late: the auto builder reads bytes until it knows the protocol (a client
-/// may send nothing, or the first bytes of the HTTP/2 preface, and stop), and only then does the
-/// HTTP/1.1 header timeout run. A connection that has written nothing by the timeout (HTTP/1.1
-/// writes only answers, HTTP/2 its settings once the preface is whole, after which its
-/// keep-alive pings take over) is dropped here.
+/// hyper's timers start late: the auto builder reads bytes until it knows the protocol, and a
+/// client may send nothing, or the first bytes of the HTTP/2 preface, and stop. Once the
+/// protocol is known, hyper's own timers take over (the HTTP/1.1 header read timeout for every
+/// request head, the first included; HTTP/2 keep-alive pings), and a slow handler or a long
+/// upload is never cut here.
 async fn watchdog(
     handshaken: tokio::sync::oneshot::Receiver<()>,
     timeout: Duration,
-    answered: Answered,
+    known: ProtocolKnown,
     connection: tokio::task::AbortHandle,
     addr: SocketAddr,
 ) {
@@ -215,7 +215,7 @@ async fn watchdog(
         return; // the handshake failed or the connection already ended
     }
     tokio::time::sleep(timeout).await;
-    if !answered.yes() && !connection.is_finished() {
+    if !known.yes() && !connection.is_finished() {
         tracing::debug!(target: "kube_authn::serve", %addr, "no request within the header read timeout; closing");
         connection.abort();
     }
@@ -228,7 +228,7 @@ async fn connection<S, B>(
     service: S,
     builder: auto::Builder<TokioExecutor>,
     handshaken: tokio::sync::oneshot::Sender<()>,
-    answered: Answered,
+    known: ProtocolKnown,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -243,7 +243,7 @@ async fn connection<S, B>(
     };
     let _ = handshaken.send(());
     let (io, service) = accepted.serve(service);
-    let io = TokioIo::new(answered.watching(io.into_inner()));
+    let io = TokioIo::new(known.watching(io.into_inner()));
     if let Err(e) = builder
         .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
         .await
@@ -252,63 +252,91 @@ async fn connection<S, B>(
     }
 }
 
-/// Whether a connection has written anything yet (an answer, or HTTP/2 settings).
-#[derive(Clone, Default)]
-struct Answered(std::sync::Arc<std::sync::atomic::AtomicBool>);
+/// The HTTP/2 connection preface: the auto builder reads until the bytes leave it (HTTP/1.1)
+/// or complete it (HTTP/2).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-impl Answered {
+/// Whether the bytes a connection read tell its protocol yet.
+#[derive(Clone, Default)]
+struct ProtocolKnown(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl ProtocolKnown {
     fn yes(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// `io`, noting its first write here.
-    fn watching<T>(&self, io: T) -> FirstWrite<T> {
-        FirstWrite {
+    /// `io`, telling this when its bytes tell the protocol.
+    fn watching<T>(&self, io: T) -> Detecting<T> {
+        Detecting {
             inner: io,
-            written: false,
-            answered: self.clone(),
+            matched: Some(0),
+            known: self.clone(),
         }
     }
 }
 
-/// A stream that notes, in its [`Answered`], the first bytes written to it.
-struct FirstWrite<T> {
+/// A stream that follows the bytes read against the HTTP/2 preface until they leave or
+/// complete it, then says so in its [`ProtocolKnown`].
+struct Detecting<T> {
     inner: T,
-    written: bool,
-    answered: Answered,
+    /// How many preface bytes were read so far; `None` once the protocol is known.
+    matched: Option<usize>,
+    known: ProtocolKnown,
 }
 
-impl<T> FirstWrite<T> {
-    fn note(&mut self, result: &Poll<io::Result<usize>>) {
-        if !self.written && matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
-            self.written = true;
-            self.answered
+impl<T> Detecting<T> {
+    fn follow(&mut self, read: &[u8]) {
+        let Some(mut matched) = self.matched else {
+            return;
+        };
+        let mut decided = false;
+        for &b in read {
+            if H2_PREFACE.get(matched) == Some(&b) {
+                matched += 1;
+                if matched == H2_PREFACE.len() {
+                    decided = true;
+                    break;
+                }
+            } else {
+                decided = true;
+                break;
+            }
+        }
+        if decided {
+            self.matched = None;
+            self.known
                 .0
                 .store(true, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            self.matched = Some(matched);
         }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for FirstWrite<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for Detecting<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.matched.is_some() {
+            let read = buf.filled().get(before..).unwrap_or_default();
+            this.follow(read);
+        }
+        result
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for FirstWrite<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Detecting<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.note(&result);
-        result
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -328,10 +356,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstWrite<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.note(&result);
-        result
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 }
 

@@ -255,6 +255,29 @@ async fn a_client_without_a_request_after_the_handshake_is_closed() {
     }
 }
 
+/// The watchdog only waits for the protocol to be known: a handler slower than the header read
+/// timeout, with nothing written meanwhile, is not cut.
+#[tokio::test]
+async fn a_slow_answer_is_not_cut_by_the_watchdog() {
+    let pki = TestPki::shared();
+    let auth = authenticator();
+    let tls = server_config(&auth);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = service_fn(|_req: Request<Incoming>| async {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        Ok::<_, Infallible>(Response::new("late".to_owned()))
+    });
+    tokio::spawn(
+        serve(listener, Arc::new(tls), svc)
+            .header_read_timeout(Duration::from_millis(300))
+            .into_future(),
+    );
+    let mut stream = connect(&client(Some(&pki.jbeda)), addr).await;
+    let (status, body) = get(&mut stream, "").await;
+    assert_eq!((status, body.as_str()), (200, "late"));
+}
+
 /// A client certificate resolver that records the CA names the server advertised.
 #[derive(Debug, Default)]
 struct RecordHints(std::sync::Mutex<Vec<Vec<Vec<u8>>>>);
