@@ -197,13 +197,14 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-/// Closes a connection whose protocol is still unknown `timeout` after its TLS handshake.
+/// Closes a connection that has not brought a request `timeout` after its TLS handshake.
 ///
 /// hyper's timers start late: the auto builder reads bytes until it knows the protocol, and a
-/// client may send nothing, or the first bytes of the HTTP/2 preface, and stop. Once the
-/// protocol is known, hyper's own timers take over (the HTTP/1.1 header read timeout for every
-/// request head, the first included; HTTP/2 keep-alive pings), and a slow handler or a long
-/// upload is never cut here.
+/// client may send nothing, or the first bytes of the HTTP/2 preface, and stop; an HTTP/2
+/// connection has no timer before its first request at all. Once an HTTP/1.1 connection's
+/// protocol is known, its header read timeout runs for every request head, the first included;
+/// an HTTP/2 connection is let go once a request's headers are complete. A slow handler or a
+/// long upload is never cut here.
 async fn watchdog(
     handshaken: tokio::sync::oneshot::Receiver<()>,
     timeout: Duration,
@@ -256,7 +257,10 @@ async fn connection<S, B>(
 /// or complete it (HTTP/2).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Whether the bytes a connection read tell its protocol yet.
+/// Whether a connection is past the point where hyper's own timers bound it: an HTTP/1.1
+/// connection once its protocol is known (the header read timeout then runs), an HTTP/2 one
+/// once a request's headers are complete (hyper has no HTTP/2 timer before a request; its
+/// keep-alive pings are answered by any client library).
 #[derive(Clone, Default)]
 struct ProtocolKnown(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
@@ -265,51 +269,121 @@ impl ProtocolKnown {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// `io`, telling this when its bytes tell the protocol.
+    /// `io`, telling this when its bytes get that far.
     fn watching<T>(&self, io: T) -> Detecting<T> {
         Detecting {
             inner: io,
-            matched: Some(0),
+            state: Detect::Preface(0),
             known: self.clone(),
         }
     }
 }
 
-/// A stream that follows the bytes read against the HTTP/2 preface until they leave or
-/// complete it, then says so in its [`ProtocolKnown`].
+/// Where a [`Detecting`] stream is in the bytes read.
+#[derive(Clone, Copy)]
+enum Detect {
+    /// This many bytes of the HTTP/2 preface read.
+    Preface(usize),
+    /// HTTP/2 frames: `have` bytes of a 9-byte frame header, or `skip` payload bytes to pass.
+    Frames {
+        header: [u8; 9],
+        have: usize,
+        skip: usize,
+    },
+    /// Nothing more to follow.
+    Known,
+}
+
+/// HTTP/2 frame types that carry a header block, and the END_HEADERS flag.
+const HEADERS: u8 = 0x1;
+const CONTINUATION: u8 = 0x9;
+const END_HEADERS: u8 = 0x4;
+
+/// A stream that follows the bytes read (the HTTP/2 preface, then frame headers) and says in
+/// its [`ProtocolKnown`] when hyper's timers take over.
 struct Detecting<T> {
     inner: T,
-    /// How many preface bytes were read so far; `None` once the protocol is known.
-    matched: Option<usize>,
+    state: Detect,
     known: ProtocolKnown,
 }
 
 impl<T> Detecting<T> {
-    fn follow(&mut self, read: &[u8]) {
-        let Some(mut matched) = self.matched else {
-            return;
-        };
-        let mut decided = false;
-        for &b in read {
-            if H2_PREFACE.get(matched) == Some(&b) {
-                matched += 1;
-                if matched == H2_PREFACE.len() {
-                    decided = true;
-                    break;
-                }
-            } else {
-                decided = true;
-                break;
+    fn follow(&mut self, mut read: &[u8]) {
+        while !read.is_empty() {
+            let (state, used) = step(self.state, read);
+            self.state = state;
+            read = read.get(used..).unwrap_or_default();
+            if matches!(self.state, Detect::Known) {
+                self.known
+                    .0
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return;
             }
         }
-        if decided {
-            self.matched = None;
-            self.known
-                .0
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        } else {
-            self.matched = Some(matched);
+    }
+}
+
+/// One step of [`Detect`] over `read` (not empty): the next state and the bytes used.
+fn step(state: Detect, read: &[u8]) -> (Detect, usize) {
+    match state {
+        Detect::Preface(matched) => {
+            let Some((&b, _)) = read.split_first() else {
+                return (state, 0);
+            };
+            if H2_PREFACE.get(matched) != Some(&b) {
+                return (Detect::Known, 1); // not HTTP/2: HTTP/1.1's timers run
+            }
+            if matched + 1 == H2_PREFACE.len() {
+                let frames = Detect::Frames {
+                    header: [0; 9],
+                    have: 0,
+                    skip: 0,
+                };
+                return (frames, 1);
+            }
+            (Detect::Preface(matched + 1), 1)
         }
+        Detect::Frames { header, have, skip } if skip > 0 => {
+            let n = skip.min(read.len());
+            let frames = Detect::Frames {
+                header,
+                have,
+                skip: skip - n,
+            };
+            (frames, n)
+        }
+        Detect::Frames {
+            mut header,
+            have,
+            skip: _,
+        } => {
+            let Some((&b, _)) = read.split_first() else {
+                return (state, 0);
+            };
+            if let Some(slot) = header.get_mut(have) {
+                *slot = b;
+            }
+            if have + 1 < header.len() {
+                let frames = Detect::Frames {
+                    header,
+                    have: have + 1,
+                    skip: 0,
+                };
+                return (frames, 1);
+            }
+            let [l0, l1, l2, kind, flags, ..] = header;
+            if matches!(kind, HEADERS | CONTINUATION) && flags & END_HEADERS != 0 {
+                return (Detect::Known, 1); // a request's headers are complete
+            }
+            let len = usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2);
+            let frames = Detect::Frames {
+                header: [0; 9],
+                have: 0,
+                skip: len,
+            };
+            (frames, 1)
+        }
+        Detect::Known => (Detect::Known, read.len()),
     }
 }
 
@@ -322,7 +396,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Detecting<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.matched.is_some() {
+        if !matches!(this.state, Detect::Known) {
             let read = buf.filled().get(before..).unwrap_or_default();
             this.follow(read);
         }
@@ -546,5 +620,68 @@ where
             extensions.insert(peers.clone());
         }
         self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod detect_tests {
+    use super::*;
+
+    /// Feeds `bytes` to a fresh detector in pieces of `piece` bytes: whether it is done.
+    fn known_after(bytes: &[u8], piece: usize) -> bool {
+        let known = ProtocolKnown::default();
+        let mut d = known.watching(());
+        for chunk in bytes.chunks(piece) {
+            d.follow(chunk);
+        }
+        known.yes()
+    }
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut f = vec![
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            kind,
+            flags,
+            0,
+            0,
+            0,
+            1,
+        ];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn http1_is_known_at_its_first_byte_http2_at_a_complete_header_block() {
+        for piece in 1..=40 {
+            assert!(known_after(b"GET / HTTP/1.1\r\n", piece));
+            assert!(known_after(b"PX", piece), "leaves the preface");
+            assert!(!known_after(b"", piece));
+            assert!(
+                !known_after(b"PRI * HTTP/2.0\r\n", piece),
+                "part of the preface"
+            );
+            let mut h2 = H2_PREFACE.to_vec();
+            assert!(!known_after(&h2, piece), "the preface alone");
+            // SETTINGS, PING, WINDOW_UPDATE, and a HEADERS frame still waiting for its
+            // CONTINUATION: no request yet. Payloads hold bytes that look like frame headers.
+            h2.extend(frame(0x4, 0, &[0, 3, 0, 0, 0, 100]));
+            h2.extend(frame(0x6, 0, &[1, 0x4, 0, 0, 0, 0, 0, 0]));
+            h2.extend(frame(0x8, 0, &[0, 0, 1, 0]));
+            h2.extend(frame(HEADERS, 0, &[0x82, 0x86]));
+            assert!(!known_after(&h2, piece), "no complete header block");
+            let mut continued = h2.clone();
+            continued.extend(frame(CONTINUATION, END_HEADERS, &[0x84]));
+            assert!(
+                known_after(&continued, piece),
+                "CONTINUATION ends the block"
+            );
+            let mut whole = H2_PREFACE.to_vec();
+            whole.extend(frame(HEADERS, END_HEADERS | 0x1, &[0x82]));
+            assert!(known_after(&whole, piece), "one HEADERS frame");
+        }
     }
 }
