@@ -118,19 +118,74 @@ fn forbidden_message(
     (message, details)
 }
 
-/// The name a field selector requires exactly (`metadata.name=N` or `metadata.name==N` among
-/// its comma-separated terms), when it is a valid path segment name (Kubernetes
-/// `RequiresExactMatch` and `IsValidPathSegmentName`).
+/// The name a field selector requires exactly, as Kubernetes reads it (`fields.ParseSelector`,
+/// then `RequiresExactMatch("metadata.name")` and `IsValidPathSegmentName`): terms split at
+/// unescaped commas and sorted, each `key=value`, `key==value` or `key!=value` with the value
+/// unescaped (`\\`, `\,`, `\=`); a selector that does not parse requires nothing.
 fn selected_name(selector: &str) -> Option<String> {
-    selector
-        .split(',')
-        .find_map(|term| {
-            let (key, value) = term
-                .split_once("==")
-                .or_else(|| term.split_once('=').filter(|(k, _)| !k.ends_with('!')))?;
-            (key.trim() == "metadata.name").then(|| value.trim().to_owned())
+    let mut terms = split_terms(selector);
+    terms.sort_unstable();
+    let mut name = None;
+    for term in terms {
+        let (key, op, value) = split_term(&term)?;
+        let value = unescape_field_value(value)?;
+        if name.is_none() && key == "metadata.name" && op != "!=" {
+            name = Some(value);
+        }
+    }
+    name.filter(|n| !n.is_empty() && !matches!(n.as_str(), "." | "..") && !n.contains(['/', '%']))
+}
+
+/// The terms of a selector: split at commas not escaped by a backslash (escapes kept).
+fn split_terms(selector: &str) -> Vec<String> {
+    let mut terms = Vec::new();
+    let mut term = String::new();
+    let mut escaped = false;
+    for c in selector.chars() {
+        if escaped {
+            term.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            term.push(c);
+            escaped = true;
+        } else if c == ',' {
+            terms.push(std::mem::take(&mut term));
+        } else {
+            term.push(c);
+        }
+    }
+    terms.push(term);
+    terms
+}
+
+/// A term's key, operator and (escaped) value: at the first position where `!=`, `==` or `=`
+/// starts.
+fn split_term(term: &str) -> Option<(&str, &'static str, &str)> {
+    (0..term.len()).find_map(|i| {
+        let rest = term.get(i..)?;
+        ["!=", "==", "="].into_iter().find_map(|op| {
+            let value = rest.strip_prefix(op)?;
+            Some((term.get(..i)?, op, value))
         })
-        .filter(|n| !matches!(n.as_str(), "." | "..") && !n.contains(['/', '%']))
+    })
+}
+
+/// Go's `fields.UnescapeValue`: `\\`, `\,` and `\=` are the only escapes, and an unescaped
+/// `,` or `=` is an error.
+fn unescape_field_value(value: &str) -> Option<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                e @ ('\\' | ',' | '=') => out.push(e),
+                _ => return None,
+            },
+            ',' | '=' => return None,
+            c => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 /// The attributes of a resource request (Kubernetes `RequestInfo`).
@@ -386,6 +441,28 @@ mod tests {
                 *want,
                 "{method} {path} {query:?}"
             );
+        }
+    }
+
+    #[test]
+    fn field_selectors_are_read_as_kubernetes_reads_them() {
+        let cases = [
+            ("metadata.name=foo", Some("foo")),
+            ("metadata.name==foo", Some("foo")),
+            ("metadata.name!=foo", None),
+            ("metadata.name=", None),
+            (" metadata.name=foo", None),
+            ("metadata.name=a\\,b", Some("a,b")),
+            ("metadata.name=b,metadata.name=a", Some("a")),
+            ("metadata.name=x=y", None),
+            ("metadata.name=a\\qb", None),
+            ("status.phase=Running,metadata.name=web", Some("web")),
+            ("metadata.name=a/b", None),
+            ("metadata.name=..", None),
+            ("nonsense", None),
+        ];
+        for (selector, want) in cases {
+            assert_eq!(selected_name(selector).as_deref(), want, "{selector}");
         }
     }
 
