@@ -255,6 +255,7 @@ impl<T: Send + Sync + 'static> Reloading<T> {
             id,
             hash: hash(&bytes),
             in_force: hash(&bytes),
+            refused: None,
         };
         let thread_value = Arc::clone(&value);
         let thread_shared = Arc::clone(&shared);
@@ -446,6 +447,8 @@ struct WatchState {
     hash: u64,
     /// The hash of the content whose value is in force.
     in_force: u64,
+    /// Why the content last read was refused, when it was.
+    refused: Option<String>,
 }
 
 fn start_watcher(path: &Path, tx: mpsc::Sender<Msg>) -> notify::Result<notify::RecommendedWatcher> {
@@ -549,12 +552,14 @@ fn check<P: Parse>(
     state.id = id;
     let h = hash(&bytes);
     if h == state.hash {
-        if h == state.in_force {
-            // Readable again with the content in force: an earlier refusal (a read error) no
-            // longer holds.
-            let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
-            status.last_error = None;
-        }
+        // Readable again with the same content: what holds is what was said of it (nothing
+        // when it is the content in force, else why it was refused), not a read error since.
+        let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.last_error = if h == state.in_force {
+            None
+        } else {
+            state.refused.clone()
+        };
         return;
     }
     state.hash = h;
@@ -566,6 +571,7 @@ fn check<P: Parse>(
             let mut status = shared.status.lock().unwrap_or_else(PoisonError::into_inner);
             let previous = value.swap(Arc::new(parsed));
             state.in_force = h;
+            state.refused = None;
             status.reloads += 1;
             status.last_error = None;
             drop(status);
@@ -575,7 +581,11 @@ fn check<P: Parse>(
             tracing::info!(path = %path.display(), elapsed_ms, "reloaded");
             release_here(previous);
         }
-        Err(e) => refuse(shared, e.to_string(), Repeat::Loud),
+        Err(e) => {
+            let message = e.to_string();
+            state.refused = Some(message.clone());
+            refuse(shared, message, Repeat::Loud);
+        }
     }
 }
 
@@ -746,6 +756,23 @@ mod tests {
             .filter(|l| l.contains("ERROR") && l.contains("bad-edits"))
             .count();
         assert_eq!(errors, 2, "{}", logs());
+        assert_eq!(*r.current().as_ref(), vec![1]);
+
+        // Unreadable for a while, then back with the same bad content: the status says why
+        // that content is refused, not the read error.
+        let parse_error = r.status().last_error.unwrap();
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        wait_for("the read error", || {
+            r.status()
+                .last_error
+                .is_some_and(|e| e.starts_with("unable to read"))
+        });
+        fs::remove_dir(&path).unwrap();
+        fs::write(&path, "y\n").unwrap();
+        wait_for("the parse error again", || {
+            r.status().last_error.as_deref() == Some(parse_error.as_str())
+        });
         assert_eq!(*r.current().as_ref(), vec![1]);
     }
 
