@@ -162,6 +162,8 @@ impl<S> Serve<S> {
                 }
             };
             let (handshaken, watch) = tokio::sync::oneshot::channel();
+            // Never sent: dropped when the connection ends (or is aborted).
+            let (alive, ended) = tokio::sync::oneshot::channel::<()>();
             let known = ProtocolKnown::default();
             let task = tokio::spawn(connection(
                 stream,
@@ -172,13 +174,17 @@ impl<S> Serve<S> {
                 },
                 self.service.clone(),
                 builder.clone(),
-                handshaken,
-                known.clone(),
+                Watched {
+                    handshaken,
+                    alive,
+                    known: known.clone(),
+                },
             ));
             // The first-request watchdog runs beside the connection, so that the connection's
             // own polling carries no timer.
             tokio::spawn(watchdog(
                 watch,
+                ended,
                 self.header_read_timeout,
                 known,
                 task.abort_handle(),
@@ -205,8 +211,10 @@ fn is_connection_error(e: &io::Error) -> bool {
 /// protocol is known, its header read timeout runs for every request head, the first included;
 /// an HTTP/2 connection is let go once a request's headers are complete. A slow handler or a
 /// long upload is never cut here.
+/// Ends with the connection, so that short connections leave no watchdog waiting behind them.
 async fn watchdog(
     handshaken: tokio::sync::oneshot::Receiver<()>,
+    ended: tokio::sync::oneshot::Receiver<()>,
     timeout: Duration,
     known: ProtocolKnown,
     connection: tokio::task::AbortHandle,
@@ -215,11 +223,21 @@ async fn watchdog(
     if handshaken.await.is_err() {
         return; // the handshake failed or the connection already ended
     }
-    tokio::time::sleep(timeout).await;
+    if tokio::time::timeout(timeout, ended).await.is_ok() {
+        return; // the connection ended first
+    }
     if !known.yes() && !connection.is_finished() {
         tracing::debug!(target: "kube_authn::serve", %addr, "no request within the header read timeout; closing");
         connection.abort();
     }
+}
+
+/// What a connection tells its watchdog: that the handshake is done, that the connection
+/// ended (by dropping `alive`), and whether the protocol is known.
+struct Watched {
+    handshaken: tokio::sync::oneshot::Sender<()>,
+    alive: tokio::sync::oneshot::Sender<()>,
+    known: ProtocolKnown,
 }
 
 async fn connection<S, B>(
@@ -228,8 +246,7 @@ async fn connection<S, B>(
     acceptor: Acceptor,
     service: S,
     builder: auto::Builder<TokioExecutor>,
-    handshaken: tokio::sync::oneshot::Sender<()>,
-    known: ProtocolKnown,
+    watched: Watched,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -242,6 +259,11 @@ async fn connection<S, B>(
     let Ok(accepted) = acceptor.accept(stream, addr).await else {
         return;
     };
+    let Watched {
+        handshaken,
+        alive,
+        known,
+    } = watched;
     let _ = handshaken.send(());
     let (io, service) = accepted.serve(service);
     let io = TokioIo::new(known.watching(io.into_inner()));
@@ -251,6 +273,7 @@ async fn connection<S, B>(
     {
         tracing::debug!(target: "kube_authn::serve", %addr, error = %e, "connection ended with an error");
     }
+    drop(alive);
 }
 
 /// The HTTP/2 connection preface: the auto builder reads until the bytes leave it (HTTP/1.1)

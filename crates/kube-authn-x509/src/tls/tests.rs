@@ -271,6 +271,39 @@ async fn a_client_without_a_request_after_the_handshake_is_closed() {
     }
 }
 
+/// Short connections leave no task behind: each connection's watchdog ends with it, not at the
+/// header read timeout (30 s here).
+#[tokio::test]
+async fn watchdogs_end_with_their_connections() {
+    let pki = TestPki::shared();
+    let addr = start(authenticator()).await;
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    // One connection first: the accept loop and anything it starts once are running.
+    let mut stream = connect(&client(Some(&pki.jbeda)), addr).await;
+    get(&mut stream, "Connection: close\r\n").await;
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = alive();
+    for _ in 0..20 {
+        let mut stream = connect(&client(Some(&pki.jbeda)), addr).await;
+        let (status, _) = get(&mut stream, "Connection: close\r\n").await;
+        assert_eq!(status, 200);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive() > before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        alive() <= before,
+        "{} tasks alive, {before} before",
+        alive()
+    );
+}
+
 /// The watchdog only waits for the protocol to be known: a handler slower than the header read
 /// timeout, with nothing written meanwhile, is not cut.
 #[tokio::test]
