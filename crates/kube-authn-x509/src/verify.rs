@@ -328,12 +328,15 @@ pub(crate) fn verify_chain(
     }
 }
 
-/// Accepts every extended key usage: to learn whether a chain exists at all.
-struct AnyUsage;
+/// The usage a path must allow, or any usage (`None`: to learn whether a chain exists at all).
+struct PathUsage(Option<RequiredUsage>);
 
-impl ExtendedKeyUsageValidator for AnyUsage {
-    fn validate(&self, _: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
-        Ok(())
+impl ExtendedKeyUsageValidator for PathUsage {
+    fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        match self.0 {
+            Some(usage) => usage.validate(iter),
+            None => Ok(()),
+        }
     }
 }
 
@@ -383,27 +386,15 @@ fn find_path<'p>(
             _ => Ok(()),
         }
     };
-    let algs = webpki::ALL_VERIFICATION_ALGS;
-    match usage {
-        Some(usage) => end_entity.verify_for_usage(
-            algs,
-            pool.anchors(),
-            intermediates,
-            now,
-            usage,
-            None,
-            Some(&anchor_ok),
-        ),
-        None => end_entity.verify_for_usage(
-            algs,
-            pool.anchors(),
-            intermediates,
-            now,
-            AnyUsage,
-            None,
-            Some(&anchor_ok),
-        ),
-    }
+    end_entity.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        pool.anchors(),
+        intermediates,
+        now,
+        PathUsage(usage),
+        None,
+        Some(&anchor_ok),
+    )
 }
 
 /// Go's reason for a chain webpki refused (the leaf's own dates passed).

@@ -198,20 +198,24 @@ pub(crate) async fn forward(State(proxy): State<Proxy>, request: Request) -> Res
         return forward_upgrade(&proxy, upstream, protocol, on_upgrade).await;
     }
     match proxy.client.execute(upstream).await {
-        Ok(answer) => {
-            let code = answer.status();
-            let answer_headers = headers::downstream_response_headers(answer.headers());
-            let mut response = Response::new(Body::from_stream(answer.bytes_stream()));
-            *response.status_mut() = code;
-            *response.headers_mut() = answer_headers;
-            response
-        }
+        Ok(answer) => passed_back(answer),
         Err(e) => {
             let message = format!("error trying to reach the upstream: {}", error_chain(&e));
             tracing::warn!("{message}");
             status(StatusCode::BAD_GATEWAY, "InternalError", &message)
         }
     }
+}
+
+/// The upstream's answer for the client: its status, its end-to-end headers, its body streamed
+/// as it arrives.
+fn passed_back(answer: reqwest::Response) -> Response {
+    let code = answer.status();
+    let answer_headers = headers::downstream_response_headers(answer.headers());
+    let mut response = Response::new(Body::from_stream(answer.bytes_stream()));
+    *response.status_mut() = code;
+    *response.headers_mut() = answer_headers;
+    response
 }
 
 /// Forwards an upgrade request over HTTP/1.1, as Go's reverse proxy does: when the upstream
@@ -233,14 +237,10 @@ async fn forward_upgrade(
             return status(StatusCode::BAD_GATEWAY, "InternalError", &message);
         }
     };
-    let mut answer_headers = headers::downstream_response_headers(answer.headers());
     if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let code = answer.status();
-        let mut response = Response::new(Body::from_stream(answer.bytes_stream()));
-        *response.status_mut() = code;
-        *response.headers_mut() = answer_headers;
-        return response;
+        return passed_back(answer);
     }
+    let mut answer_headers = headers::downstream_response_headers(answer.headers());
     let switched = headers::upgrade_protocol(answer.headers());
     if !switched
         .as_ref()

@@ -552,15 +552,20 @@ pub(crate) const STREAM_PROTOCOLS: [&str; 2] = ["base64.binary.k8s.io", "binary.
 /// The first subprotocol the client offered that this server speaks (Kubernetes' `wsstream`
 /// handshake: the client's order decides).
 fn chosen_protocol(headers: &axum::http::HeaderMap) -> Option<&'static str> {
+    offered_protocols(headers)
+        .find_map(|offered| STREAM_PROTOCOLS.into_iter().find(|p| *p == offered))
+}
+
+/// The subprotocols the client offered (besides the token entry, which the authentication
+/// layer removed), in its order, empty entries left out.
+fn offered_protocols(headers: &axum::http::HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .find_map(|offered| {
-            let offered = offered.trim();
-            STREAM_PROTOCOLS.into_iter().find(|p| *p == offered)
-        })
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
 }
 
 /// Streams `body` over a websocket: binary frames, or base64 text frames with
@@ -585,14 +590,7 @@ fn watch_websocket(
     events: impl Stream<Item = Value> + Send + 'static,
     pretty: Pretty,
 ) -> Response {
-    let offered: Vec<String> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect();
+    let offered: Vec<String> = offered_protocols(headers).map(ToOwned::to_owned).collect();
     if offered.len() > 1 {
         return status(
             StatusCode::BAD_REQUEST,
