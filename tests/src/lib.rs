@@ -296,6 +296,19 @@ pub fn pod(name: &str) -> serde_json::Value {
         "spec": {"containers": [{"name": "main", "image": "busybox"}]}})
 }
 
+/// `GET url` with `Authorization: auth`, the answer's JSON body.
+pub async fn get_json(client: &reqwest::Client, url: &str, auth: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Sends raw request bytes over TLS (HTTP/1.1, `Connection: close` expected in `head`) and
 /// returns the status code, the response head and the body (de-chunked when needed).
 pub async fn raw_request(server: &Server, request: &[u8]) -> (u16, String, String) {

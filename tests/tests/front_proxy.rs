@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube_authn_e2e::{
-    FrontProxy, KUBECTL, Server, UNAUTHORIZED, client_trusting, client_with_identity, pod,
-    tls_client_config, write_file, write_test_pki,
+    FrontProxy, KUBECTL, Server, UNAUTHORIZED, client_trusting, client_with_identity, get_json,
+    pod, tls_client_config, write_file, write_test_pki,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -304,15 +304,7 @@ async fn watch_and_log_follow_stream_through_the_proxy() {
     let base = format!("{}/api/v1/namespaces/team/pods", chain.proxy.url());
     let auth = "Bearer token1";
 
-    let list: Value = c
-        .get(&base)
-        .header("Authorization", auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&c, &base, auth).await;
     assert_eq!(list["kind"], "PodList", "{list}");
     let rv = list["metadata"]["resourceVersion"]
         .as_str()

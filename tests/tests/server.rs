@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use futures_util::StreamExt;
-use kube_authn_e2e::{Server, UNAUTHORIZED, pod, raw_request, write_file};
+use kube_authn_e2e::{Server, UNAUTHORIZED, get_json, pod, raw_request, write_file};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -174,15 +174,7 @@ async fn pods_crud_watch_and_logs_over_chunked_http() {
     let auth = "Bearer token1";
 
     // watch from the current state, in the background
-    let list: Value = c
-        .get(&base)
-        .header("Authorization", auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&c, &base, auth).await;
     assert_eq!(list["kind"], "PodList");
     let rv = list["metadata"]["resourceVersion"]
         .as_str()
@@ -520,15 +512,7 @@ async fn a_pod_of_the_wrong_shape_is_a_400_and_the_server_carries_on() {
             "{message}"
         );
     }
-    let list: Value = c
-        .get(&base)
-        .header("Authorization", auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&c, &base, auth).await;
     let names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
