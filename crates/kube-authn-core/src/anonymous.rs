@@ -156,6 +156,9 @@ mod tests {
         }
     }
 
+    // Kubernetes unionauth_test.go TestAuthenticateRequestFailEarly (`NewFailOnError`, which
+    // `WithAnonymous` is for the chain and anonymous): the first member's error is final and
+    // the second member never answers.
     #[tokio::test]
     async fn a_bad_credential_is_not_turned_into_anonymous() {
         let chain = WithAnonymous::new(Failing, Anonymous::new());

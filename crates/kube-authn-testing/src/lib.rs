@@ -36,8 +36,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber, date_time_ymd,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SerialNumber,
+    date_time_ymd,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -222,6 +223,18 @@ fn valid_params() -> CertificateParams {
     p
 }
 
+/// The subject key identifier of Kubernetes' `clientCNCert` (given to [`TestPki::client_cn`]).
+pub const CLIENT_CN_SKID: [u8; 20] = [
+    0x64, 0x84, 0x5E, 0xB7, 0x37, 0xA2, 0x82, 0xF9, 0x62, 0x1A, 0x01, 0x00, 0xFE, 0x1B, 0xB4, 0x4B,
+    0xF4, 0x18, 0x92, 0xF6,
+];
+/// The authority key identifier of Kubernetes' `clientCNCert` (given to the subject key
+/// identifier of [`TestPki::client_ca`], so that it is the AKID of the certificates it signs).
+pub const CLIENT_CN_AKID: [u8; 20] = [
+    0x48, 0x70, 0x75, 0xD4, 0xED, 0x6B, 0x49, 0x3B, 0x53, 0xDB, 0xE9, 0xA6, 0xF9, 0x9C, 0x55, 0x92,
+    0x51, 0xBD, 0x96, 0xE6,
+];
+
 fn ca_params(cn: &str) -> CertificateParams {
     let mut p = valid_params();
     p.not_before = date_time_ymd(1999, 1, 1);
@@ -310,7 +323,11 @@ impl TestPki {
     /// Generates a new PKI (random keys, fixed dates).
     pub fn generate() -> Result<Self, PkiError> {
         let root_ca = issue("root-ca", ca_params("kube-authn test root CA"), None)?;
-        let client_ca = issue("client-ca", ca_params("kube-authn test client CA"), None)?;
+        // The key identifiers of Kubernetes' `clientCNCert` (its SKID, and its issuer's as its
+        // AKID), so that messages naming a certificate read as upstream's.
+        let mut p = ca_params("kube-authn test client CA");
+        p.key_identifier_method = KeyIdMethod::PreSpecified(CLIENT_CN_AKID.to_vec());
+        let client_ca = issue("client-ca", p, None)?;
         let intermediate_ca = issue(
             "intermediate-ca",
             ca_params("kube-authn test intermediate CA"),
@@ -384,6 +401,11 @@ impl TestPki {
         };
         let mut p = client_params(&client_cn_dn("client_id".into()));
         p.serial_number = Some(SerialNumber::from(1u64));
+        // rcgen writes a subject key identifier for CAs only: as an extension here.
+        let mut skid = vec![0x04, 20];
+        skid.extend_from_slice(&CLIENT_CN_SKID);
+        p.custom_extensions
+            .push(CustomExtension::from_oid_content(&[2, 5, 29, 14], skid));
         let client_cn = issue("client-cn", p, Some(&client_ca))?;
         let empty_uid = issue(
             "empty-uid",

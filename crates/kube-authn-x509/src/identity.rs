@@ -371,16 +371,34 @@ fn decimal(twos_complement: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    const SKID: [u8; 20] = [
-        0x64, 0x84, 0x5E, 0xB7, 0x37, 0xA2, 0x82, 0xF9, 0x62, 0x1A, 0x01, 0x00, 0xFE, 0x1B, 0xB4,
-        0x4B, 0xF4, 0x18, 0x92, 0xF6,
-    ];
-    const AKID: [u8; 20] = [
-        0x48, 0x70, 0x75, 0xD4, 0xED, 0x6B, 0x49, 0x3B, 0x53, 0xDB, 0xE9, 0xA6, 0xF9, 0x9C, 0x55,
-        0x92, 0x51, 0xBD, 0x96, 0xE6,
-    ];
+    use kube_authn_testing::{CLIENT_CN_AKID as AKID, CLIENT_CN_SKID as SKID, TestPki};
     const SKID_S: &str = "64:84:5E:B7:37:A2:82:F9:62:1A:01:00:FE:1B:B4:4B:F4:18:92:F6";
     const AKID_S: &str = "48:70:75:D4:ED:6B:49:3B:53:DB:E9:A6:F9:9C:55:92:51:BD:96:E6";
+
+    /// The identifier is read from the certificate: upstream's `clientCNCert` case on the test
+    /// PKI's `client_cn` (serial 1 and upstream's key identifiers) and on a certificate whose
+    /// identifiers rcgen derived from its keys (the issuer's SKID is the leaf's AKID).
+    #[test]
+    fn the_identifier_is_read_from_the_certificate() {
+        let pki = TestPki::shared();
+        assert_eq!(
+            LeafInfo::parse(&pki.client_cn.cert_der()).identifier,
+            format!("SN=1, SKID={SKID_S}, AKID={AKID_S}")
+        );
+        // A certificate without a SKID (rcgen writes one for CAs only) under the intermediate:
+        // its AKID is the intermediate's SKID.
+        let leaf = LeafInfo::parse(&pki.via_intermediate.cert_der()).identifier;
+        let issuer = LeafInfo::parse(&pki.intermediate_ca.cert_der()).identifier;
+        let field = |id: &str, name: &str| {
+            id.split(", ")
+                .find_map(|f| f.strip_prefix(name))
+                .map(str::to_owned)
+        };
+        assert_eq!(field(&leaf, "SKID="), Some(String::new()), "{leaf}");
+        let issuer_skid = field(&issuer, "SKID=");
+        assert_eq!(issuer_skid.as_ref().map(String::len), Some(59), "{issuer}");
+        assert_eq!(field(&leaf, "AKID="), issuer_skid, "{leaf} / {issuer}");
+    }
 
     /// Kubernetes `TestCertificateIdentifier`. The upstream cases modify parsed certificates;
     /// here the identifier is built from the same fields (serial, SKID, AKID) directly.

@@ -22,3 +22,20 @@ pub(crate) fn request_with(peers: Option<PeerCertificates>) -> Box<Parts> {
 pub(crate) fn at(secs: u64) -> Clock {
     Arc::new(move || UnixTime::since_unix_epoch(Duration::from_secs(secs)))
 }
+
+/// Upstream's `client-expired.pem` below the valid intermediate: a client certificate
+/// (CN `expired-via-intermediate`) of the intermediate CA that ended on 1990-12-31T23:59:59Z.
+pub(crate) fn expired_below_the_intermediate(
+    pki: &kube_authn_testing::TestPki,
+) -> kube_authn_testing::Issued {
+    let time = |secs| std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    pki.issue_client_by(
+        &pki.intermediate_ca,
+        "expired-via-intermediate",
+        "expired-via-intermediate",
+        &["app3"],
+        time(315_532_800),
+        time(662_687_999),
+    )
+    .unwrap()
+}

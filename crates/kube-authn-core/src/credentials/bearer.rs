@@ -249,6 +249,9 @@ mod tests {
                 .authenticate_request(parts_with(AUTHORIZATION, headers))
                 .await;
             assert_eq!(matches!(out.result, Ok(Some(_))), *ok, "{case}");
+            if let (Outcome::UserAny(name), Ok(Some(auth))) = (outcome, &out.result) {
+                assert_eq!(auth.user.username, *name, "{case}");
+            }
             if let Some(after) = after {
                 let got: Vec<_> = out
                     .parts

@@ -451,6 +451,9 @@ mod tests {
                 (Some(msg), Ok(_)) => panic!("{}: expected error {msg}", c.name),
                 (None, Ok(_)) => {}
             }
+            if let (Outcome::User(name), Ok(Some(auth))) = (c.outcome, &out.result) {
+                assert_eq!(auth.user.username, name, "{}", c.name);
+            }
             assert_eq!(protocols(&out.parts), c.after, "{}", c.name);
         }
     }

@@ -445,6 +445,13 @@ fn test_x509_verifier() {
         ),
         (
             "multi-level, expired",
+            auth(&[]),
+            Some(crate::testing::expired_below_the_intermediate(pki).chain()),
+            Want::Error("is after 1990-12-31T23:59:59Z"),
+        ),
+        // Beyond the upstream table.
+        (
+            "multi-level, every certificate of the chain expired",
             auth(&[]).clock(at(now + hundred_years)),
             Some(pki.via_intermediate.chain()),
             Want::Error("x509: certificate has expired or is not yet valid"),
