@@ -231,8 +231,15 @@ async function main() {
       messages: opts.messages,
       timeoutMs: opts.timeoutMs,
     });
-    // Console messages about the handshake can arrive just after the close event.
-    await page.waitForTimeout(50);
+    // Chromium's console line on a refused handshake ("WebSocket connection to '...' failed:
+    // ...", which says why) can arrive after the close event: wait for it (bounded).
+    if (!result.opened) {
+      const deadline = Date.now() + 10000;
+      while (!consoleLines.some((l) => l.includes('WebSocket connection to'))
+        && Date.now() < deadline) {
+        await page.waitForTimeout(20);
+      }
+    }
     process.stdout.write(JSON.stringify({ ...result, console: consoleLines, trust }) + '\n');
   } catch (e) {
     process.stdout.write(JSON.stringify({

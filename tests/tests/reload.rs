@@ -6,8 +6,8 @@
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube_authn_e2e::Server;
@@ -73,29 +73,52 @@ async fn token_file_reloads_under_load() {
     let url = format!("{}/healthz", s.url());
     assert_eq!(status_of(&c, &url, "tok-a").await, 200);
 
-    // Concurrent load with every token of the test: only 200 or 401 may ever come back.
+    // Concurrent load with every token of the test: only 200 or 401 may ever come back, and
+    // during an atomic replacement (symlink swap, rename) a token of both the old and the new
+    // file (`kept`) never gets 401: no request ever sees an empty or partial table.
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
+    let kept: Arc<Mutex<Option<&'static str>>> = Arc::new(Mutex::new(None));
     let mut load = Vec::new();
     for worker in 0..4 {
-        let (c, url, stop, count) = (c.clone(), url.clone(), stop.clone(), count.clone());
+        let (c, url, stop, count, kept) = (
+            c.clone(),
+            url.clone(),
+            stop.clone(),
+            count.clone(),
+            kept.clone(),
+        );
         load.push(tokio::spawn(async move {
             let tokens = ["tok-a", "tok-b", "tok-c", "tok-d", "tok-e"];
             let mut i = worker;
             while !stop.load(Ordering::Relaxed) {
-                let code = status_of(&c, &url, tokens[i % tokens.len()]).await;
+                let token = tokens[i % tokens.len()];
+                let must_pass = *kept.lock().unwrap() == Some(token);
+                let code = status_of(&c, &url, token).await;
                 assert!(
                     code == 200 || code == 401,
                     "unexpected {code} during reload"
+                );
+                assert!(
+                    !(must_pass && code == 401),
+                    "{token}, in both files, got 401 during an atomic replacement"
                 );
                 count.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
         }));
     }
+    // The load makes progress during every step.
+    let mut ran = count.load(Ordering::Relaxed);
+    let mut progressed = || {
+        let now = count.load(Ordering::Relaxed);
+        assert!(now > ran, "the load stalled");
+        ran = now;
+    };
     let limit = Duration::from_secs(2);
 
     // 1. ConfigMap symlink swap: ..data now points at ..v2
+    *kept.lock().unwrap() = Some("tok-a");
     std::fs::create_dir(d.join("..v2")).unwrap();
     std::fs::write(d.join("..v2/tokens.csv"), rows(&["tok-a", "tok-b"])).unwrap();
     symlink("..v2", d.join("..data_tmp")).unwrap();
@@ -103,16 +126,22 @@ async fn token_file_reloads_under_load() {
     std::fs::remove_dir_all(d.join("..v1")).unwrap();
     let t = until(&c, &url, "tok-b", 200, limit).await;
     eprintln!("symlink swap visible after {t:?}");
+    *kept.lock().unwrap() = None;
+    progressed();
 
-    // 2. In place (through the symlink)
+    // 2. In place (through the symlink: the file is in ..v2, watched as the symlinks' target)
     std::fs::write(&file, rows(&["tok-b", "tok-c"])).unwrap();
     until(&c, &url, "tok-c", 200, limit).await;
     until(&c, &url, "tok-a", 401, limit).await;
+    progressed();
 
     // 3. Rename over the name (replaces the symlink by a regular file)
+    *kept.lock().unwrap() = Some("tok-c");
     write_atomically(&file, &rows(&["tok-c", "tok-d"]));
     until(&c, &url, "tok-d", 200, limit).await;
     until(&c, &url, "tok-b", 401, limit).await;
+    *kept.lock().unwrap() = None;
+    progressed();
 
     // 4. A malformed file keeps the old set and is reported with file and line
     std::fs::write(&file, "tok-e,user-e,5\nbroken-line\n").unwrap();
@@ -132,15 +161,16 @@ async fn token_file_reloads_under_load() {
         401,
         "nothing of the bad file is used"
     );
+    progressed();
 
     // 5. A good file again
     write_atomically(&file, &rows(&["tok-e"]));
     until(&c, &url, "tok-e", 200, limit).await;
     until(&c, &url, "tok-d", 401, limit).await;
 
+    progressed();
     stop.store(true, Ordering::Relaxed);
     for l in load {
         l.await.unwrap();
     }
-    assert!(count.load(Ordering::Relaxed) > 100, "the load ran");
 }

@@ -143,10 +143,10 @@ struct Shared {
     status: Mutex<ReloadStatus>,
 }
 
-/// Stops the watcher thread when the last [`Reloading`] clone is dropped.
+/// Stops the watcher thread (which owns the watcher) when the last [`Reloading`] clone is
+/// dropped.
 struct WatchGuard {
     stop: Mutex<mpsc::Sender<Msg>>,
-    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Drop for WatchGuard {
@@ -235,7 +235,7 @@ impl<T: Send + Sync + 'static> Reloading<T> {
         // made while the file is read and parsed is then an event or a new identity for the
         // loop, never lost (a large file takes a while to parse).
         let (tx, rx) = mpsc::channel();
-        let watcher = match start_watcher(&path, tx.clone()) {
+        let mut watcher = match start_watcher(&path, tx.clone()) {
             Ok(watcher) => watcher,
             Err(source) => {
                 // A missing file (or directory) is reported as such.
@@ -243,6 +243,8 @@ impl<T: Send + Sync + 'static> Reloading<T> {
                 return Err(LoadError::Watch { path, source });
             }
         };
+        let mut target = None;
+        follow_target(&mut watcher, &path, &mut target);
         let id = FileId::of(&path);
         let bytes = read(&path)?;
         let value = parser.parse(&path, &bytes).map_err(LoadError::Parse)?;
@@ -251,7 +253,7 @@ impl<T: Send + Sync + 'static> Reloading<T> {
             path: path.clone(),
             status: Mutex::new(ReloadStatus::default()),
         });
-        let mut state = WatchState {
+        let state = WatchState {
             id,
             hash: hash(&bytes),
             in_force: hash(&bytes),
@@ -263,10 +265,15 @@ impl<T: Send + Sync + 'static> Reloading<T> {
             .name("kube-authn-reload".into())
             .spawn(move || {
                 BACKGROUND.set(true);
+                let mut watch = Watch {
+                    watcher,
+                    target,
+                    state,
+                };
                 watch_loop(
                     &rx,
                     &options,
-                    &mut state,
+                    &mut watch,
                     &parser,
                     &thread_value,
                     &thread_shared,
@@ -281,7 +288,6 @@ impl<T: Send + Sync + 'static> Reloading<T> {
             shared: Some(shared),
             _guard: Some(Arc::new(WatchGuard {
                 stop: Mutex::new(tx),
-                _watcher: Some(watcher),
             })),
         })
     }
@@ -475,10 +481,51 @@ fn start_watcher(path: &Path, tx: mpsc::Sender<Msg>) -> notify::Result<notify::R
     Ok(watcher)
 }
 
+/// When `path` resolves (through symlinks) to a file in another directory, that directory is
+/// watched too, so that a write to the file itself (through the symlink) is an event rather
+/// than something the periodic re-stat finds. `target` is the directory watched for that,
+/// followed to wherever the symlinks lead now.
+fn follow_target(
+    watcher: &mut notify::RecommendedWatcher,
+    path: &Path,
+    target: &mut Option<PathBuf>,
+) {
+    use notify::{RecursiveMode, Watcher};
+    let dir_of = |p: &Path| p.parent().map(Path::to_owned);
+    let own = dir_of(path)
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let own = fs::canonicalize(own).ok();
+    let want = fs::canonicalize(path)
+        .ok()
+        .and_then(|p| dir_of(&p))
+        .filter(|d| Some(d) != own.as_ref());
+    if want == *target {
+        return;
+    }
+    if let Some(old) = target.take() {
+        // Fails when the directory is gone (the watch went with it): nothing to undo then.
+        let _ = watcher.unwatch(&old);
+    }
+    if let Some(new) = want
+        && watcher.watch(&new, RecursiveMode::NonRecursive).is_ok()
+    {
+        *target = Some(new);
+    }
+}
+
+/// The watcher thread's state: the watcher, the directory of the symlinks' target it also
+/// watches, and what was read last.
+struct Watch {
+    watcher: notify::RecommendedWatcher,
+    target: Option<PathBuf>,
+    state: WatchState,
+}
+
 fn watch_loop<P: Parse>(
     rx: &mpsc::Receiver<Msg>,
     options: &ReloadOptions,
-    state: &mut WatchState,
+    watch: &mut Watch,
     parser: &P,
     value: &ArcSwap<P::Output>,
     shared: &Shared,
@@ -508,7 +555,8 @@ fn watch_loop<P: Parse>(
                 force
             }
         };
-        check(force, state, parser, value, shared);
+        check(force, &mut watch.state, parser, value, shared);
+        follow_target(&mut watch.watcher, &shared.path, &mut watch.target);
     }
 }
 
@@ -780,11 +828,21 @@ mod tests {
         let start = Instant::now();
         while !f() {
             assert!(
-                start.elapsed() < Duration::from_secs(5),
+                start.elapsed() < Duration::from_secs(30),
                 "timed out waiting for {what}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Replaces `path` by a new file (written beside it, then renamed over it): the watcher
+    /// can never read it half written. Tests that count reloads or check a value between
+    /// two contents use it; an in-place write (`fs::write`: truncate, then write) may be read
+    /// empty in between on a slow machine.
+    fn replace(path: &Path, content: &str) {
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, content).unwrap();
+        fs::rename(&tmp, path).unwrap();
     }
 
     fn opts() -> ReloadOptions {
@@ -812,15 +870,17 @@ mod tests {
         let r = Reloading::watch(&path, numbers, opts()).unwrap();
         assert_eq!(*r.current().as_ref(), vec![1]);
 
+        // In place: only the final value is certain (the file may be read while empty).
         fs::write(&path, "1\n2\n").unwrap();
         wait_for("in-place rewrite", || *r.current().as_ref() == vec![1, 2]);
+        let reloads = r.status().reloads;
+        assert!(reloads >= 1);
 
-        let tmp = dir.path().join(".n.tmp");
-        fs::write(&tmp, "3\n").unwrap();
-        fs::rename(&tmp, &path).unwrap();
+        replace(&path, "3\n");
         wait_for("rename", || *r.current().as_ref() == vec![3]);
+        assert_eq!(r.status().reloads, reloads + 1);
 
-        fs::write(&path, "4\noops\n").unwrap();
+        replace(&path, "4\noops\n");
         wait_for("refusal", || r.status().failures == 1);
         assert_eq!(
             *r.current().as_ref(),
@@ -830,10 +890,14 @@ mod tests {
         let err = r.status().last_error.unwrap();
         assert!(err.ends_with("/n:2: not a number"), "{err}");
 
-        fs::write(&path, "5\n").unwrap();
+        replace(&path, "5\n");
         wait_for("recovery", || *r.current().as_ref() == vec![5]);
         assert_eq!(r.status().last_error, None);
-        assert_eq!(r.status().reloads, 3);
+        assert_eq!(
+            r.status().reloads,
+            reloads + 2,
+            "the refusal is not a reload"
+        );
     }
 
     #[cfg(unix)]
@@ -856,6 +920,36 @@ mod tests {
         fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
         fs::remove_dir_all(d.join("..v1")).unwrap();
         wait_for("symlink swap", || *r.current().as_ref() == vec![2]);
+    }
+
+    /// A write to the file a symlink leads to, in another directory, is an event (the re-stat
+    /// is an hour away here), also once the symlink leads elsewhere.
+    #[cfg(unix)]
+    #[test]
+    fn a_write_through_a_symlink_to_another_directory_is_seen() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["a", "b", "links"] {
+            fs::create_dir(d.join(sub)).unwrap();
+        }
+        fs::write(d.join("a/real"), "1\n").unwrap();
+        fs::write(d.join("b/other"), "5\n").unwrap();
+        symlink("../a/real", d.join("links/n")).unwrap();
+        let options = opts().poll_interval(Duration::from_secs(3600));
+        let r = Reloading::watch(d.join("links/n"), numbers, options).unwrap();
+        fs::write(d.join("a/real"), "1\n2\n").unwrap();
+        wait_for("a write in the target's directory", || {
+            *r.current().as_ref() == vec![1, 2]
+        });
+        // The symlink now leads to b/other (replaced by rename, an event of its own directory).
+        symlink("../b/other", d.join("links/n.tmp")).unwrap();
+        fs::rename(d.join("links/n.tmp"), d.join("links/n")).unwrap();
+        wait_for("the new target", || *r.current().as_ref() == vec![5]);
+        fs::write(d.join("b/other"), "6\n").unwrap();
+        wait_for("a write in the new target's directory", || {
+            *r.current().as_ref() == vec![6]
+        });
     }
 
     #[test]
@@ -958,7 +1052,7 @@ mod tests {
         let r = Reloading::watch(&path, numbers, opts()).unwrap();
         assert_eq!(r.current().len(), PIECE);
         body.replace_range(body.len() - 2.., "2\n");
-        fs::write(&path, &body).unwrap();
+        replace(&path, &body);
         wait_for("the last number", || r.current().last() == Some(&2));
         assert_eq!(r.current().len(), PIECE);
         assert_eq!(r.status().reloads, 1);
@@ -984,11 +1078,11 @@ mod tests {
         let r = Reloading::watch(&path, first, opts()).unwrap();
         // Whoever sees the new value sees the reload counted, although the old value is still
         // being freed.
-        fs::write(&path, "2\n").unwrap();
+        replace(&path, "2\n");
         wait_for("the new value", || r.current().0 == 2);
         assert_eq!(r.status().reloads, 1);
         // Whoever sees the reload counted sees the new value.
-        fs::write(&path, "3\n").unwrap();
+        replace(&path, "3\n");
         wait_for("the reload counted", || r.status().reloads == 2);
         assert_eq!(r.current().0, 3);
     }

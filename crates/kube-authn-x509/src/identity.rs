@@ -478,12 +478,11 @@ mod tests {
 
     #[test]
     fn oversized_serials_are_not_converted() {
+        // Shown as hex, not converted (a decimal conversion is quadratic in the length).
         let huge = vec![0x7f; 60_000];
-        let start = std::time::Instant::now();
         let s = decimal(&huge);
         assert!(s.starts_with("0x7f7f"), "{s}");
         assert!(s.ends_with("(60000 octets)"), "{s}");
-        assert!(start.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(decimal(&[0x01]), "1");
         assert_eq!(decimal(&[0xff]), "-1");
     }
