@@ -593,6 +593,14 @@ async fn the_websocket_subprotocol_is_the_clients_first_choice() {
     assert!(body.contains("\"type\":\"ADDED\""), "{body:?}");
     let (status, head, _) = raw_request(&s, watch("a.example, b.example").as_bytes()).await;
     assert_eq!(status, 400, "{head}");
+    // Authenticated by the Authorization header, the token entry stays in the request (the
+    // websocket reader did not run); it is still never echoed.
+    let (status, head, _) = raw_request(&s, watch(token).as_bytes()).await;
+    assert_eq!(status, 101, "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "{head}"
+    );
 }
 
 #[tokio::test]

@@ -155,29 +155,7 @@ pub(crate) fn upstream_request_headers(
 /// authenticator removes the entry only when it is the one that authenticated; a request
 /// authenticated otherwise (a client certificate, a bearer header) may still carry one.
 fn remove_websocket_tokens(headers: &mut HeaderMap) {
-    use kube_authn::core::credentials::WEBSOCKET_BEARER_PROTOCOL_PREFIX as TOKEN;
-    let lines: Vec<&[u8]> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .map(HeaderValue::as_bytes)
-        .collect();
-    let entries = || {
-        lines
-            .iter()
-            .flat_map(|line| line.split(|b| *b == b','))
-            .map(|e| e.trim_ascii())
-    };
-    if !entries().any(|e| e.starts_with(TOKEN.as_bytes())) {
-        return;
-    }
-    let kept: Vec<&[u8]> = entries()
-        .filter(|e| !e.is_empty() && !e.starts_with(TOKEN.as_bytes()))
-        .collect();
-    let value = HeaderValue::from_bytes(&kept.join(&b","[..])).ok();
-    headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
-    if let Some(value) = value.filter(|v| !v.is_empty()) {
-        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
-    }
+    kube_authn::core::credentials::remove_websocket_token_entries(headers);
 }
 
 /// Adds the identity headers as Kubernetes' `transport.SetAuthProxyHeaders` does:
@@ -341,7 +319,7 @@ mod tests {
             for line in lines {
                 incoming.append(
                     header::SEC_WEBSOCKET_PROTOCOL,
-                    HeaderValue::from_str(line).unwrap(),
+                    HeaderValue::from_bytes(line.as_bytes()).unwrap(),
                 );
             }
             let out = upstream_request_headers(
@@ -353,10 +331,17 @@ mod tests {
             .unwrap();
             out.get_all(header::SEC_WEBSOCKET_PROTOCOL)
                 .iter()
-                .map(|v| v.to_str().unwrap().to_owned())
+                .map(|v| String::from_utf8(v.as_bytes().to_vec()).unwrap())
                 .collect::<Vec<_>>()
         };
         let token = "base64url.bearer.authorization.k8s.io.dG9rZW4x";
+        // Entries are trimmed as Go trims them (Unicode white space): an upstream reads these
+        // as tokens.
+        assert_eq!(
+            forwarded(&[&format!("\u{a0}{token}, base64.binary.k8s.io")]),
+            ["base64.binary.k8s.io"]
+        );
+        assert_eq!(forwarded(&[&format!("x,\u{3000}{token}\u{2009}")]), ["x"]);
         assert_eq!(
             forwarded(&[&format!("{token}, base64.binary.k8s.io")]),
             ["base64.binary.k8s.io"]

@@ -556,21 +556,24 @@ fn chosen_protocol(headers: &axum::http::HeaderMap) -> Option<&'static str> {
         .find_map(|offered| STREAM_PROTOCOLS.into_iter().find(|p| *p == offered))
 }
 
-/// The subprotocols the client offered (besides the token entry, which the authentication
-/// layer removed), in its order, empty entries left out.
+/// The subprotocols the client offered, in its order, empty entries and bearer-token entries
+/// left out: the authentication layer removes the token entry when it is what authenticated
+/// the request, but a request authenticated otherwise (a bearer header, a client certificate)
+/// may still carry one, and a token is never echoed.
 fn offered_protocols(headers: &axum::http::HeaderMap) -> impl Iterator<Item = &str> {
+    use kube_authn::core::credentials::WEBSOCKET_BEARER_PROTOCOL_PREFIX as TOKEN;
     headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|p| !p.is_empty())
+        .filter(|p| !p.is_empty() && !p.starts_with(TOKEN))
 }
 
 /// Streams `body` over a websocket: binary frames, or base64 text frames with
 /// `base64.binary.k8s.io` (what browsers use). The selected protocol is echoed; a token entry
-/// never is (the authentication layer removed it from the header before this handler).
+/// never is (it is never among the protocols this server speaks).
 fn websocket(
     ws: WebSocketUpgrade,
     headers: &axum::http::HeaderMap,
@@ -582,8 +585,8 @@ fn websocket(
 
 /// A watch over a websocket, as kube-apiserver serves it (`WatchServer.HandleWS` behind
 /// `golang.org/x/net/websocket`): each event is a JSON text frame; the subprotocol the client
-/// offered (besides the token entry, which the authentication layer removed) is echoed when
-/// there is exactly one, and more than one is a bad handshake (400).
+/// offered (a token entry aside) is echoed when there is exactly one, and more than one is a
+/// bad handshake (400).
 fn watch_websocket(
     ws: WebSocketUpgrade,
     headers: &axum::http::HeaderMap,

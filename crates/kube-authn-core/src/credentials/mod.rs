@@ -7,7 +7,10 @@ mod websocket;
 
 pub use basic::BasicAuth;
 pub use bearer::{BearerToken, EXTRA_SPACE_WARNING};
-pub use websocket::{WEBSOCKET_BEARER_PROTOCOL_PREFIX, WebSocketProtocol, is_websocket_request};
+pub use websocket::{
+    WEBSOCKET_BEARER_PROTOCOL_PREFIX, WebSocketProtocol, is_websocket_request,
+    remove_websocket_token_entries,
+};
 
 use http::request::Parts;
 

@@ -40,6 +40,45 @@ pub fn is_websocket_request(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Removes every bearer-token entry ([`WEBSOCKET_BEARER_PROTOCOL_PREFIX`]…) from the
+/// `Sec-WebSocket-Protocol` headers, whatever the request, reading the entries as
+/// [`WebSocketProtocol`] reads them (split on `,`, trimmed of white space as Go's
+/// `strings.TrimSpace` trims it). The other entries are kept, joined by `,`; the header goes
+/// when none remain. Returns whether an entry was removed (the headers are untouched when
+/// none was).
+///
+/// For a proxy passing requests on: a token entry is a credential for the proxy, and
+/// [`WebSocketProtocol`] removes it only when it is the strategy that authenticated the
+/// request (as Kubernetes does).
+pub fn remove_websocket_token_entries(headers: &mut HeaderMap) -> bool {
+    let prefix = WEBSOCKET_BEARER_PROTOCOL_PREFIX.as_bytes();
+    let entries = |headers: &HeaderMap| -> Vec<Vec<u8>> {
+        headers
+            .get_all(SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .flat_map(|line| line.as_bytes().split(|b| *b == b','))
+            .map(|e| super::trim_space(e).to_vec())
+            .collect()
+    };
+    let all = entries(headers);
+    if !all.iter().any(|e| e.starts_with(prefix)) {
+        return false;
+    }
+    let kept: Vec<&[u8]> = all
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|e| !e.is_empty() && !e.starts_with(prefix))
+        .collect();
+    headers.remove(SEC_WEBSOCKET_PROTOCOL);
+    // The kept entries came from header values, so they are valid header text.
+    if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b","[..]))
+        && !value.is_empty()
+    {
+        headers.insert(SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    true
+}
+
 /// Reads a bearer token from the `Sec-WebSocket-Protocol` header of websocket upgrade requests.
 ///
 /// Rules (Kubernetes): every header line is split on `,` and trimmed; at most one entry may carry
@@ -489,6 +528,36 @@ mod tests {
             out.result.unwrap_err().to_string(),
             "multiple base64.bearer.authorization tokens specified"
         );
+    }
+
+    #[test]
+    fn token_entries_are_removed_whatever_their_white_space() {
+        let mut headers = HeaderMap::new();
+        for line in [
+            &b"\xc2\xa0base64url.bearer.authorization.k8s.io.dG9rZW4x, base64.binary.k8s.io"[..],
+            b"\xe3\x80\x80base64url.bearer.authorization.k8s.io.dG9rZW4y\t,  ,v4.channel.k8s.io",
+        ] {
+            headers.append(
+                SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_bytes(line).unwrap(),
+            );
+        }
+        assert!(remove_websocket_token_entries(&mut headers));
+        let left: Vec<_> = headers.get_all(SEC_WEBSOCKET_PROTOCOL).iter().collect();
+        assert_eq!(left, ["base64.binary.k8s.io,v4.channel.k8s.io"]);
+        // Nothing to remove: untouched (the spaces stay).
+        assert!(!remove_websocket_token_entries(&mut headers));
+        let mut headers = HeaderMap::new();
+        headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("a, b"));
+        assert!(!remove_websocket_token_entries(&mut headers));
+        assert_eq!(headers[SEC_WEBSOCKET_PROTOCOL], "a, b");
+        // Only a token: the header goes.
+        headers.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("base64url.bearer.authorization.k8s.io.dG9rZW4"),
+        );
+        assert!(remove_websocket_token_entries(&mut headers));
+        assert!(!headers.contains_key(SEC_WEBSOCKET_PROTOCOL));
     }
 
     #[tokio::test]
