@@ -85,7 +85,7 @@ pub use credentials::{BasicAuth, BearerToken, WebSocketProtocol};
 pub use error::{Aggregate, AuthnError, ErrorKind, StrategyError};
 pub use future::AuthnFuture;
 pub use group::{AuthenticatedGroupAdder, add_authenticated_group};
-pub use layer::{AuthnLayer, AuthnService};
+pub use layer::{AuthnLayer, AuthnService, CloseConnection};
 pub use union::{TokenUnion, Union};
 pub use user::{
     ANONYMOUS_USER, AUTHENTICATED_GROUP, CREDENTIAL_ID_KEY, MASTERS_GROUP, UNAUTHENTICATED_GROUP,

@@ -133,28 +133,41 @@ fn uid(subject: &X509Name<'_>) -> Result<Option<String>, UidError> {
     }
 }
 
-/// An attribute value as Go's certificate parser reads it: PrintableString, UTF8String,
-/// IA5String, NumericString, T61String (bytes taken as Latin-1 unless they are UTF-8) and
-/// BMPString (UTF-16BE). Other types (Go refuses the whole certificate) are not strings.
+/// An attribute value as Go's certificate parser reads it (`parseASN1String` of
+/// `crypto/x509`): a PrintableString of Go's printable characters (with `*` and `&`, which
+/// certificates use), a valid UTF8String, an ASCII IA5String, a NumericString of digits and
+/// spaces, a T61String read as Latin-1 (byte for byte, whatever it looks like), and a
+/// BMPString (UCS-2: a trailing NUL dropped, surrogates and noncharacters refused). Anything
+/// else is not a string (Go refuses the whole certificate).
 fn directory_string(tag: Tag, data: &[u8]) -> Option<String> {
+    let ascii = |ok: fn(u8) -> bool| {
+        data.iter()
+            .all(|b| ok(*b))
+            .then(|| data.iter().map(|b| char::from(*b)).collect())
+    };
     match tag {
-        Tag::PrintableString | Tag::Utf8String | Tag::Ia5String | Tag::NumericString => {
-            std::str::from_utf8(data).ok().map(str::to_owned)
-        }
-        Tag::T61String => Some(match std::str::from_utf8(data) {
-            Ok(s) => s.to_owned(),
-            Err(_) => data.iter().map(|b| char::from(*b)).collect(),
+        Tag::PrintableString => ascii(|b| {
+            b.is_ascii_alphanumeric()
+                || (b'\''..=b')').contains(&b)
+                || (b'+'..=b'/').contains(&b)
+                || matches!(b, b' ' | b':' | b'=' | b'?' | b'*' | b'&')
         }),
+        Tag::Utf8String => std::str::from_utf8(data).ok().map(str::to_owned),
+        Tag::Ia5String => ascii(|b| b.is_ascii()),
+        Tag::NumericString => ascii(|b| b.is_ascii_digit() || b == b' '),
+        Tag::T61String => Some(data.iter().map(|b| char::from(*b)).collect()),
         Tag::BmpString => {
             if !data.len().is_multiple_of(2) {
                 return None;
             }
-            let units = data
-                .chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]));
-            char::decode_utf16(units)
-                .collect::<Result<String, _>>()
-                .ok()
+            let data = data.strip_suffix(&[0, 0]).unwrap_or(data);
+            data.chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .map(|unit| match unit {
+                    0xfffe | 0xffff | 0xfdd0..=0xfdef | 0xd800..=0xdfff => None,
+                    unit => char::from_u32(u32::from(unit)),
+                })
+                .collect()
         }
         _ => None,
     }
@@ -493,15 +506,49 @@ mod tests {
             directory_string(Tag::Utf8String, b"a").as_deref(),
             Some("a")
         );
+        assert_eq!(directory_string(Tag::Utf8String, b"\xff"), None);
+        // T61String is Latin-1, byte for byte, even when the bytes are also UTF-8.
         assert_eq!(
             directory_string(Tag::T61String, &[0xe9]).as_deref(),
             Some("é")
         );
         assert_eq!(
+            directory_string(Tag::T61String, "é".as_bytes()).as_deref(),
+            Some("\u{c3}\u{a9}")
+        );
+        assert_eq!(
             directory_string(Tag::BmpString, &[0, b'h', 0, b'i']).as_deref(),
             Some("hi")
         );
+        // A trailing NUL terminator is dropped; surrogates and noncharacters are refused.
+        assert_eq!(
+            directory_string(Tag::BmpString, &[0, b'a', 0, 0]).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            directory_string(Tag::BmpString, &[0xd8, 0x3d, 0xde, 0x00]),
+            None
+        );
+        assert_eq!(directory_string(Tag::BmpString, &[0xff, 0xfe]), None);
         assert_eq!(directory_string(Tag::BmpString, &[0]), None);
+        // PrintableString: Go's set, with '*' and '&'.
+        assert_eq!(
+            directory_string(Tag::PrintableString, b"My Org (1), a-b.c/d+e:f=g?*&'").as_deref(),
+            Some("My Org (1), a-b.c/d+e:f=g?*&'")
+        );
+        for bad in [&b"a_b"[..], b"a@b", b"a;b", "é".as_bytes()] {
+            assert_eq!(directory_string(Tag::PrintableString, bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            directory_string(Tag::Ia5String, b"a@b_c").as_deref(),
+            Some("a@b_c")
+        );
+        assert_eq!(directory_string(Tag::Ia5String, "é".as_bytes()), None);
+        assert_eq!(
+            directory_string(Tag::NumericString, b"12 34").as_deref(),
+            Some("12 34")
+        );
+        assert_eq!(directory_string(Tag::NumericString, b"12a"), None);
         assert_eq!(directory_string(Tag::Sequence, b"x"), None);
     }
 

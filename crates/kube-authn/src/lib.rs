@@ -67,7 +67,7 @@ pub use kube_authn_core::extract::MissingUserInfo;
 pub use kube_authn_core::{
     ANONYMOUS_USER, AUTHENTICATED_GROUP, Anonymous, Audiences, AuthenticatePassword,
     AuthenticateRequest, AuthenticateToken, Authenticated, AuthnError, AuthnFuture, AuthnResult,
-    AuthnService, BasicAuth, BearerToken, ErrorKind, RequestOutcome, TokenUnion,
+    AuthnService, BasicAuth, BearerToken, CloseConnection, ErrorKind, RequestOutcome, TokenUnion,
     UNAUTHENTICATED_GROUP, Union, UserInfo, WebSocketProtocol, reload, status,
 };
 pub use kube_authn_static::{PasswordFile, TokenFile};

@@ -10,8 +10,8 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{ResponseBody, Settings};
-use crate::{AuthnFuture, AuthnWarnings, RequestOutcome};
+use super::{After, ResponseBody, Settings};
+use crate::{AuthnFuture, RequestOutcome};
 
 pin_project! {
     /// The response future of [`AuthnService`](super::AuthnService).
@@ -39,7 +39,7 @@ pin_project! {
         Called {
             #[pin]
             future: S::Future,
-            warnings: Option<AuthnWarnings>,
+            after: After,
         },
         Rejected {
             response: Option<Response<Full<Bytes>>>,
@@ -48,9 +48,9 @@ pin_project! {
 }
 
 impl<S: Service<Request<B>>, B> ResponseFuture<S, B> {
-    pub(crate) fn called(future: S::Future, warnings: Option<AuthnWarnings>) -> Self {
+    pub(crate) fn called(future: S::Future, after: After) -> Self {
         Self {
-            state: State::Called { future, warnings },
+            state: State::Called { future, after },
         }
     }
 
@@ -102,18 +102,18 @@ where
                         panic!("ResponseFuture polled after completion");
                     };
                     match decision {
-                        Ok((parts, warnings)) => {
+                        Ok((parts, after)) => {
                             let future = service.call(Request::from_parts(parts, body));
-                            this.state.set(State::Called { future, warnings });
+                            this.state.set(State::Called { future, after });
                         }
                         Err(rejection) => {
                             return Poll::Ready(Ok(rejection.response().map(ResponseBody::status)));
                         }
                     }
                 }
-                StateProj::Called { future, warnings } => {
+                StateProj::Called { future, after } => {
                     let mut response = ready!(future.poll(cx))?;
-                    super::add_warning_headers(response.headers_mut(), warnings.as_ref());
+                    after.apply(&mut response);
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
                 StateProj::Rejected { response } => {

@@ -30,6 +30,36 @@ use http_body_util::Full;
 
 use crate::{Audiences, AuthnError, AuthnWarnings, RequestOutcome, UserInfo};
 
+/// A response extension: the server should close the connection once this response is sent.
+///
+/// Kubernetes' HTTP/2 denial-of-service mitigation (`UnauthenticatedHTTP2DOSMitigation`, on by
+/// default since 1.29): an HTTP/2 request that is answered 401, or that is served as an
+/// anonymous user (`system:anonymous`, or any user in `system:unauthenticated`), gets
+/// `Connection: close`, on which Go's HTTP/2 server sends GOAWAY and ends the connection once
+/// its streams are done. Unauthenticated clients cannot keep HTTP/2 connections open (they get
+/// the cost of HTTP/1.1 without keep-alive). `Connection` is not an HTTP/2 header, so the
+/// layer marks the response with this extension instead; `kube_authn_x509::serve` acts on it
+/// (hyper's graceful shutdown: GOAWAY, then the end of the connection). A server with its own
+/// accept loop can do the same. HTTP/1.1 requests are never marked, as in Kubernetes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloseConnection;
+
+/// What the inner service's response gets on the way out.
+#[derive(Debug, Default)]
+pub(crate) struct After {
+    pub(crate) warnings: Option<AuthnWarnings>,
+    pub(crate) close: bool,
+}
+
+impl After {
+    pub(crate) fn apply<B>(&self, response: &mut Response<B>) {
+        add_warning_headers(response.headers_mut(), self.warnings.as_ref());
+        if self.close {
+            response.extensions_mut().insert(CloseConnection);
+        }
+    }
+}
+
 /// What the service needs besides the authenticator; shared behind an `Arc`.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -51,7 +81,7 @@ impl Settings {
         &self,
         outcome: RequestOutcome,
         start: Option<Instant>,
-    ) -> Result<(Parts, Option<AuthnWarnings>), Rejection> {
+    ) -> Result<(Parts, After), Rejection> {
         let RequestOutcome { mut parts, result } = outcome;
         let warnings = if parts.extensions.is_empty() {
             None
@@ -72,8 +102,9 @@ impl Settings {
                 }
                 strip_credentials(&mut parts);
                 self.metrics.record_success(start, &auth.user);
+                let close = parts.version == http::Version::HTTP_2 && auth.user.is_anonymous();
                 parts.extensions.insert::<UserInfo>(auth.user);
-                return Ok((*parts, warnings));
+                return Ok((*parts, After { warnings, close }));
             }
             Ok(None) => None,
             Err(e) => Some(e),
@@ -96,7 +127,10 @@ impl Settings {
     fn reject(&self, parts: &Parts, warnings: Option<AuthnWarnings>) -> Rejection {
         Rejection {
             pretty: crate::status::is_pretty_print(&parts.uri, &parts.headers),
-            warnings,
+            after: After {
+                warnings,
+                close: parts.version == http::Version::HTTP_2,
+            },
             www_authenticate: self.www_authenticate.clone(),
         }
     }
@@ -106,7 +140,7 @@ impl Settings {
 #[derive(Debug)]
 pub(crate) struct Rejection {
     pretty: bool,
-    warnings: Option<AuthnWarnings>,
+    after: After,
     www_authenticate: Option<http::HeaderValue>,
 }
 
@@ -119,7 +153,7 @@ impl Rejection {
                 .headers_mut()
                 .insert(http::header::WWW_AUTHENTICATE, value);
         }
-        add_warning_headers(response.headers_mut(), self.warnings.as_ref());
+        self.after.apply(&mut response);
         response
     }
 }
@@ -204,6 +238,66 @@ mod tests {
         let mut left: Vec<&str> = parts.headers.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "x-remote-other"]);
+    }
+
+    /// Kubernetes' HTTP/2 mitigation: HTTP/2 responses to a 401 or an anonymous user are
+    /// marked [`CloseConnection`]; an authenticated user's and every HTTP/1.1 response are not.
+    /// With synchronous and asynchronous authenticators (two response-future paths).
+    #[tokio::test]
+    async fn unauthenticated_http2_responses_ask_to_close_the_connection() {
+        use crate::{
+            Anonymous, Audiences, AuthenticateToken, Authenticated, AuthnFuture, AuthnResult,
+            BearerToken, WithAnonymous,
+        };
+        use tower::{Layer, ServiceExt, service_fn};
+        /// Knows the token `good` (alice); answers later when `.0`.
+        #[derive(Clone)]
+        struct Good(bool);
+        impl AuthenticateToken for Good {
+            fn authenticate_token(&self, token: &str, _: &Audiences) -> AuthnFuture<AuthnResult> {
+                let result =
+                    Ok((token == "good").then(|| Authenticated::new(UserInfo::new("alice"))));
+                if self.0 {
+                    AuthnFuture::boxed(async move { result })
+                } else {
+                    AuthnFuture::ready(result)
+                }
+            }
+        }
+        for asynchronous in [false, true] {
+            let auth = WithAnonymous::new(
+                BearerToken::new(Good(asynchronous)),
+                Anonymous::with_paths(["/anon"]),
+            );
+            let svc = AuthnLayer::new(auth).layer(service_fn(|_: http::Request<()>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(()))
+            }));
+            for (version, path, token, status, close) in [
+                (http::Version::HTTP_2, "/", Some("good"), 200, false),
+                (http::Version::HTTP_2, "/", Some("bad"), 401, true),
+                (http::Version::HTTP_2, "/", None, 401, true),
+                (http::Version::HTTP_2, "/anon", None, 200, true),
+                (http::Version::HTTP_11, "/", Some("bad"), 401, false),
+                (http::Version::HTTP_11, "/anon", None, 200, false),
+            ] {
+                let mut request = http::Request::get(path).version(version);
+                if let Some(t) = token {
+                    request = request.header("Authorization", format!("Bearer {t}"));
+                }
+                let response = svc
+                    .clone()
+                    .oneshot(request.body(()).unwrap())
+                    .await
+                    .unwrap();
+                let case = format!("{version:?} {path} {token:?} async={asynchronous}");
+                assert_eq!(response.status(), status, "{case}");
+                assert_eq!(
+                    response.extensions().get::<CloseConnection>().is_some(),
+                    close,
+                    "{case}"
+                );
+            }
+        }
     }
 
     #[test]

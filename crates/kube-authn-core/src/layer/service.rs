@@ -54,10 +54,9 @@ where
         match self.auth.authenticate_request(Box::new(parts)).into_ready() {
             // Synchronous strategies: decide now and call the service that was made ready.
             Ok(outcome) => match self.settings.decide(outcome, None) {
-                Ok((parts, warnings)) => ResponseFuture::called(
-                    self.inner.call(Request::from_parts(parts, body)),
-                    warnings,
-                ),
+                Ok((parts, after)) => {
+                    ResponseFuture::called(self.inner.call(Request::from_parts(parts, body)), after)
+                }
                 Err(rejection) => ResponseFuture::rejected(rejection.response()),
             },
             Err(pending) => {

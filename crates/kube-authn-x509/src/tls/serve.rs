@@ -7,6 +7,7 @@ use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use kube_authn_core::CloseConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -267,13 +269,81 @@ async fn connection<S, B>(
     let _ = handshaken.send(());
     let (io, service) = accepted.serve(service);
     let io = TokioIo::new(known.watching(io.into_inner()));
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
-        .await
-    {
+    let close = Arc::new(tokio::sync::Notify::new());
+    let service = CloseOnMark {
+        inner: service,
+        close: Arc::clone(&close),
+    };
+    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = close.notified() => {
+            // HTTP/2: GOAWAY; the streams under way finish, then the connection ends.
+            tracing::debug!(target: "kube_authn::serve", %addr, "closing the connection of an unauthenticated HTTP/2 client");
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(target: "kube_authn::serve", %addr, error = %e, "connection ended with an error");
     }
     drop(alive);
+}
+
+/// Passes requests on to `inner`; a response marked [`CloseConnection`] (the authentication
+/// layer's HTTP/2 mitigation: a 401, or an anonymous user) tells the connection to end.
+#[derive(Clone)]
+struct CloseOnMark<S> {
+    inner: S,
+    close: Arc<tokio::sync::Notify>,
+}
+
+impl<S, R, B> Service<Request<R>> for CloseOnMark<S>
+where
+    S: Service<Request<R>, Response = Response<B>>,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = MarkFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<R>) -> Self::Future {
+        MarkFuture {
+            inner: self.inner.call(req),
+            close: Arc::clone(&self.close),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`CloseOnMark`].
+    struct MarkFuture<F> {
+        #[pin]
+        inner: F,
+        close: Arc<tokio::sync::Notify>,
+    }
+}
+
+impl<F, B, E> Future for MarkFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &out
+            && response.extensions().get::<CloseConnection>().is_some()
+        {
+            this.close.notify_one();
+        }
+        Poll::Ready(out)
+    }
 }
 
 /// The HTTP/2 connection preface: the auto builder reads until the bytes leave it (HTTP/1.1)

@@ -602,3 +602,78 @@ async fn the_acceptor_in_a_hand_written_accept_loop() {
     );
     assert_eq!(auth.verifications(), 2, "one verification per connection");
 }
+
+/// Kubernetes' HTTP/2 mitigation (`UnauthenticatedHTTP2DOSMitigation`): an HTTP/2 connection
+/// whose request is answered 401, or served as an anonymous user, ends once the response is
+/// sent (GOAWAY); an authenticated user keeps the connection; HTTP/1.1 is left alone.
+#[tokio::test]
+async fn unauthenticated_http2_connections_are_closed() {
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    use hyper::client::conn::http2::SendRequest;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use kube_authn_core::{Anonymous, WithAnonymous};
+
+    let pki = TestPki::shared();
+    let tls = server_config(&authenticator());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Client certificates, and anonymous on /anonymous only (401 elsewhere without one).
+    let auth = WithAnonymous::new(authenticator(), Anonymous::with_paths(["/anonymous"]));
+    let svc = ServiceBuilder::new()
+        .layer(AuthnLayer::new(auth))
+        .service(service_fn(whoami));
+    tokio::spawn(serve(listener, Arc::new(tls), svc).into_future());
+
+    let h2 = |cert: Option<&'static Issued>| async move {
+        let mut config = (*client(cert).config().clone()).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let stream = connect(&TlsConnector::from(Arc::new(config)), addr).await;
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        (sender, tokio::spawn(conn))
+    };
+    let status = |sender: &mut SendRequest<Empty<Bytes>>, path: &str| {
+        let request = Request::get(format!("https://localhost{path}"))
+            .body(Empty::new())
+            .unwrap();
+        let response = sender.send_request(request);
+        async move { response.await.map(|r| r.status().as_u16()) }
+    };
+    // Whether the connection ended (bounded: a live connection would hold this for 30 s).
+    let ended = |conn: tokio::task::JoinHandle<Result<(), hyper::Error>>| async move {
+        tokio::time::timeout(Duration::from_secs(30), conn)
+            .await
+            .is_ok()
+    };
+
+    // An authenticated user: requests after requests on one connection.
+    let (mut sender, conn) = h2(Some(&pki.jbeda)).await;
+    for _ in 0..3 {
+        assert_eq!(status(&mut sender, "/").await.unwrap(), 200);
+    }
+    assert!(!conn.is_finished());
+
+    // 401: the response arrives, then the connection ends and takes no more requests.
+    let (mut sender, conn) = h2(None).await;
+    assert_eq!(status(&mut sender, "/").await.unwrap(), 401);
+    assert!(ended(conn).await, "the connection of a 401 stayed open");
+    assert!(status(&mut sender, "/").await.is_err());
+
+    // Anonymous: served, then the same.
+    let (mut sender, conn) = h2(None).await;
+    assert_eq!(status(&mut sender, "/anonymous").await.unwrap(), 200);
+    assert!(
+        ended(conn).await,
+        "the connection of an anonymous user stayed open"
+    );
+
+    // HTTP/1.1 keeps its connection after a 401, as in Kubernetes.
+    let mut stream = connect(&client(None), addr).await;
+    for _ in 0..2 {
+        let (status, _) = get(&mut stream, "").await;
+        assert_eq!(status, 401);
+    }
+}
