@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use futures_util::StreamExt;
-use kube_authn_e2e::{Server, UNAUTHORIZED, get_json, pod, raw_request, write_file};
+use kube_authn_e2e::{KUBECTL, Server, UNAUTHORIZED, get_json, pod, raw_request, write_file};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -351,19 +351,46 @@ async fn a_malformed_token_file_refuses_to_start_naming_file_and_line() {
 #[tokio::test]
 async fn with_no_flags_it_writes_a_demo_token_and_prints_ready_lines() {
     let s = Server::start(&[]);
-    let log = s.wait_for_stderr("curl --cacert", std::time::Duration::from_secs(5));
-    let line = log
-        .lines()
-        .find(|l| l.trim_start().starts_with("kubectl "))
-        .unwrap_or_else(|| panic!("{log}"));
-    let token = line
-        .split("--token ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
+    let log = s.wait_for_stderr("curl --cacert", std::time::Duration::from_secs(30));
+    let line = |tool: &str| {
+        log.lines()
+            .map(str::trim_start)
+            .find(|l| l.starts_with(tool))
+            .unwrap_or_else(|| panic!("{log}"))
+            .to_owned()
+    };
+    let (kubectl, curl) = (line("kubectl "), line("curl "));
+    // The token is read from the file by the lines, never printed.
+    let token = std::fs::read_to_string(s.dir.path().join("certs/demo-tokens.csv")).unwrap();
+    let token = token.split(',').next().unwrap();
+    assert!(!log.contains(token), "{log}");
+    // Both lines run as pasted into a shell (kubectl being the preinstalled 1.33).
+    let run = |line: String| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("kubectl() {{ {KUBECTL} \"$@\"; }}; {line}"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{line}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let who = tokio::task::spawn_blocking(move || run(kubectl))
+        .await
         .unwrap();
-    assert!(log.contains("curl --cacert"), "{log}");
+    assert!(
+        who.contains("admin") && who.contains("[system:masters system:authenticated]"),
+        "{who}"
+    );
+    let pods = tokio::task::spawn_blocking(move || run(curl))
+        .await
+        .unwrap();
+    let pods: serde_json::Value = serde_json::from_str(&pods).unwrap();
+    assert_eq!(pods["kind"], "PodList", "{pods}");
     let (code, body) = whoami(&s, Some(&format!("Bearer {token}"))).await;
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(body["status"]["userInfo"]["username"], "admin");

@@ -80,14 +80,16 @@ fn sets_anonymous(path: &Path) -> bool {
 }
 
 /// The demo token file written when no authentication flag is given.
-fn demo_token_file(dir: &Path) -> Result<(PathBuf, String), BoxError> {
+fn demo_token_file(dir: &Path) -> Result<PathBuf, BoxError> {
     let path = dir.join("demo-tokens.csv");
-    let existing = std::fs::read_to_string(&path).ok().and_then(|text| {
-        let token = text.lines().next()?.split(',').next()?.to_owned();
-        (!token.is_empty()).then_some(token)
+    let existing = std::fs::read_to_string(&path).ok().is_some_and(|text| {
+        text.lines()
+            .next()
+            .and_then(|l| l.split(',').next())
+            .is_some_and(|t| !t.is_empty())
     });
-    if let Some(token) = existing {
-        return Ok((path, token));
+    if existing {
+        return Ok(path);
     }
     let mut bytes = [0u8; 24];
     rustls::crypto::aws_lc_rs::default_provider()
@@ -101,7 +103,12 @@ fn demo_token_file(dir: &Path) -> Result<(PathBuf, String), BoxError> {
         &path,
         format!("{token},admin,admin-uid,\"system:masters\"\n").as_bytes(),
     )?;
-    Ok((path, token))
+    Ok(path)
+}
+
+/// `path` quoted for a POSIX shell.
+fn shell_quoted(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
 }
 
 /// `--cert-dir`, or when it is the default `/var/run/kubernetes` and cannot be written (not
@@ -212,9 +219,9 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         );
     }
     if !any_strategy {
-        let (path, token) = demo_token_file(&cert_dir)?;
+        let path = demo_token_file(&cert_dir)?;
         builder = builder.token_file(&path);
-        demo_token = Some((path, token));
+        demo_token = Some(path);
     }
     // As kube-apiserver with an authentication configuration: anonymous access is set by the
     // file or by the flag (default true), never both.
@@ -274,21 +281,24 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
             ca.display()
         );
     }
-    if let Some((path, token)) = &demo_token {
+    if let Some(path) = &demo_token {
         let ca = serving
             .ca_file
             .as_deref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "<your CA>".into());
+        // The lines read the token from the file rather than holding it: logs are kept, and a
+        // system:masters token does not belong in them.
+        let token = format!("$(cut -d, -f1 {})", shell_quoted(path));
         eprintln!(
-            "No authentication flags: wrote a demo token file {} (user admin, group system:masters)",
+            "No authentication flags: using the demo token file {} (user admin, group system:masters)",
             path.display()
         );
         eprintln!(
-            "  kubectl --server {server} --certificate-authority {ca} --token {token} auth whoami"
+            "  kubectl --server {server} --certificate-authority {ca} --token \"{token}\" auth whoami"
         );
         eprintln!(
-            "  curl --cacert {ca} -H 'Authorization: Bearer {token}' {server}/api/v1/namespaces/default/pods"
+            "  curl --cacert {ca} -H \"Authorization: Bearer {token}\" {server}/api/v1/namespaces/default/pods"
         );
     }
     println!("Serving securely on {local}");
