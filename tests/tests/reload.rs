@@ -143,8 +143,9 @@ async fn token_file_reloads_under_load() {
     *kept.lock().unwrap() = None;
     progressed();
 
-    // 4. A malformed file keeps the old set and is reported with file and line
-    std::fs::write(&file, "tok-e,user-e,5\nbroken-line\n").unwrap();
+    // 4. A malformed file keeps the old set and is reported with file and line (replaced by
+    // rename: written in place, it could be read empty, a valid file of no tokens, first)
+    write_atomically(&file, "tok-e,user-e,5\nbroken-line\n");
     let start = Instant::now();
     while !s.stderr().contains(&format!("{}:2", file.display())) {
         assert!(
@@ -161,6 +162,26 @@ async fn token_file_reloads_under_load() {
         401,
         "nothing of the bad file is used"
     );
+    // and counted in kube_authn_file_reloads_total{result="failure"}.
+    let metrics = c
+        .get(format!("{}/metrics", s.url()))
+        .header("Authorization", "Bearer tok-d")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("kube_authn_file_reloads_total{result=\"failure\"}")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(failures >= 1.0, "{metrics}");
     progressed();
 
     // 5. A good file again
@@ -172,5 +193,35 @@ async fn token_file_reloads_under_load() {
     stop.store(true, Ordering::Relaxed);
     for l in load {
         l.await.unwrap();
+    }
+}
+
+/// `reload: false` in the configuration file: the token file is read once. The control, the
+/// same with `reload: true`, sees the same replacement within the test's limit.
+#[tokio::test]
+async fn with_reload_off_the_file_is_read_once() {
+    for reload in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.csv");
+        std::fs::write(&file, rows(&["tok-a"])).unwrap();
+        let config = dir.path().join("authn.yaml");
+        std::fs::write(
+            &config,
+            format!("tokenAuthFile: {}\nreload: {reload}\n", file.display()),
+        )
+        .unwrap();
+        let s = Server::start_in(dir, &[&format!("--config={}", config.display())]);
+        let c = s.client();
+        let url = format!("{}/healthz", s.url());
+        assert_eq!(status_of(&c, &url, "tok-a").await, 200);
+        write_atomically(&file, &rows(&["tok-b"]));
+        if reload {
+            until(&c, &url, "tok-b", 200, Duration::from_secs(10)).await;
+        } else {
+            // Three times what a watched file takes at most (the 1 s re-stat) on a quiet machine.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert_eq!(status_of(&c, &url, "tok-b").await, 401, "reload: false");
+            assert_eq!(status_of(&c, &url, "tok-a").await, 200, "reload: false");
+        }
     }
 }

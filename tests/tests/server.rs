@@ -83,6 +83,79 @@ async fn whoami_with_token_and_basic_credentials() {
     );
 }
 
+/// What an operator sees (the server's default log filter): every refused credential is
+/// explained, never with the credential (the secret, or its base64 as sent).
+#[tokio::test]
+async fn refused_credentials_are_logged_without_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = write_file(dir.path(), "tokens.csv", TOKENS);
+    let passwords = write_file(dir.path(), "passwords.csv", PASSWORDS);
+    let s = Server::start_with_default_log(
+        dir,
+        &[
+            &format!("--token-auth-file={tokens}"),
+            &format!("--basic-auth-file={passwords}"),
+        ],
+    );
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let b64url = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let ws_entry = format!(
+        "base64url.bearer.authorization.k8s.io.{}",
+        b64url("ws-sekrit-4242")
+    );
+    let c = s.client();
+    let url = format!("{}/api/v1/namespaces/default/pods", s.url());
+    let refused = [
+        ("Authorization", "Bearer sekrit-token-4711".to_owned()),
+        ("Authorization", basic("carol:pa55-sekrit-9")),
+        ("Authorization", basic("sekrit-user-77:s3cret")),
+    ];
+    for (name, value) in &refused {
+        let resp = c.get(&url).header(*name, value).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{value}");
+    }
+    let resp = c
+        .get(&url)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header(
+            "Sec-WebSocket-Protocol",
+            format!("{ws_entry}, base64.binary.k8s.io"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // The log is one ordered stream: once the line of a last refusal is there, all are.
+    let marker = format!("{}/api/v1/namespaces/log-marker/pods", s.url());
+    let resp = c
+        .get(&marker)
+        .header("Authorization", "Bearer marker")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let log = s.wait_for_stderr("log-marker", std::time::Duration::from_secs(30));
+    let explained = log
+        .lines()
+        .filter(|l| l.contains("unable to authenticate the request"))
+        .count();
+    assert!(explained >= 5, "{log}");
+    for secret in [
+        "sekrit-token-4711".to_owned(),
+        "pa55-sekrit-9".to_owned(),
+        b64("carol:pa55-sekrit-9"),
+        "sekrit-user-77".to_owned(),
+        b64("sekrit-user-77:s3cret"),
+        "ws-sekrit-4242".to_owned(),
+        b64url("ws-sekrit-4242"),
+    ] {
+        assert!(!log.contains(&secret), "{secret} in:\n{log}");
+    }
+}
+
 #[tokio::test]
 async fn bad_credentials_are_401_with_the_status_body_even_with_anonymous_on() {
     let s = server(&[]);
@@ -470,6 +543,20 @@ async fn status_bodies_are_kube_apiservers() {
         assert_eq!(resp.status(), code, "{path}");
         assert_eq!(resp.text().await.unwrap(), body, "{path}");
     }
+    // An invalid object is a 422 Invalid Status (kube-apiserver's field order, no details
+    // here).
+    let resp = c
+        .post(format!("{}/api/v1/namespaces/team/pods", s.url()))
+        .header("Authorization", auth)
+        .json(&serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"Pod \\\"\\\" is invalid: metadata.name: Required value: name is required\",\"reason\":\"Invalid\",\"code\":422}\n"
+    );
     // A query that does not parse is a 400 Status, not a plain-text error.
     let resp = c
         .get(format!(

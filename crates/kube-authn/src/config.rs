@@ -263,6 +263,15 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.starts_with("invalid configuration a.yaml:"), "{msg}");
         assert!(msg.contains("tokenFile"), "{msg}");
+        assert!(msg.contains("line 1 column 1"), "{msg}");
+        // A bad value names its line and column.
+        let e = AuthnConfig::from_yaml("a.yaml", "reload: true\nanonymous:\n  enabled: maybe\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid configuration a.yaml:") && e.contains("line 3 column 12"),
+            "{e}"
+        );
     }
 
     #[test]
