@@ -8,6 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -269,22 +270,27 @@ async fn connection<S, B>(
     let _ = handshaken.send(());
     let (io, service) = accepted.serve(service);
     let io = TokioIo::new(known.watching(io.into_inner()));
-    let close = Arc::new(tokio::sync::Notify::new());
+    let close = Arc::new(AtomicBool::new(false));
     let service = CloseOnMark {
         inner: service,
         close: Arc::clone(&close),
     };
     let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = close.notified() => {
+    let mut closing = false;
+    // One load per poll of the connection: the flag is set before the marked response goes
+    // to the connection, whose sending wakes this task (HTTP/2 streams run as tasks of their
+    // own and hand their responses to it).
+    let result = std::future::poll_fn(|cx| {
+        if !closing && close.load(Ordering::Acquire) {
+            closing = true;
             // HTTP/2: GOAWAY; the streams under way finish, then the connection ends.
             tracing::debug!(target: "kube_authn::serve", %addr, "closing the connection of an unauthenticated HTTP/2 client");
             conn.as_mut().graceful_shutdown();
-            conn.await
         }
-    };
+        conn.as_mut().poll(cx)
+    })
+    .await;
     if let Err(e) = result {
         tracing::debug!(target: "kube_authn::serve", %addr, error = %e, "connection ended with an error");
     }
@@ -296,7 +302,7 @@ async fn connection<S, B>(
 #[derive(Clone)]
 struct CloseOnMark<S> {
     inner: S,
-    close: Arc<tokio::sync::Notify>,
+    close: Arc<AtomicBool>,
 }
 
 impl<S, R, B> Service<Request<R>> for CloseOnMark<S>
@@ -324,7 +330,7 @@ pin_project_lite::pin_project! {
     struct MarkFuture<F> {
         #[pin]
         inner: F,
-        close: Arc<tokio::sync::Notify>,
+        close: Arc<AtomicBool>,
     }
 }
 
@@ -340,7 +346,7 @@ where
         if let Ok(response) = &out
             && response.extensions().get::<CloseConnection>().is_some()
         {
-            this.close.notify_one();
+            this.close.store(true, Ordering::Release);
         }
         Poll::Ready(out)
     }
