@@ -43,8 +43,9 @@ pub fn first_query_value(query: &str, key: &str) -> Option<String> {
         })
 }
 
-/// Go's `url.QueryUnescape`: `+` is a space, `%XX` a byte; a `%` without two hex digits, or a
-/// result that is not UTF-8 for Rust's `String`, is refused.
+/// Go's `url.QueryUnescape`: `+` is a space, `%XX` a byte; a `%` without two hex digits is
+/// refused. Go keeps bytes that are not UTF-8 in its string; here they become U+FFFD, which
+/// compares with every ASCII value as Go's bytes do (`?pretty=%ff` is a value, not a bool).
 fn query_unescape(s: &str) -> Option<String> {
     if !s.contains(['%', '+']) {
         return Some(s.to_owned());
@@ -62,7 +63,10 @@ fn query_unescape(s: &str) -> Option<String> {
             _ => out.push(b),
         }
     }
-    String::from_utf8(out).ok()
+    Some(
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
 /// The 401 response: the Kubernetes `Status` with reason `Unauthorized`,
@@ -126,6 +130,9 @@ mod tests {
         assert!(!check("/api?pretty=1;x", Some("kubectl")));
         assert!(check("/api?pretty=%zz&pretty=1", Some("kubectl")));
         assert!(check("/api?pretty=%f", Some("curl/8.0")));
+        // A byte that is not UTF-8 is a value all the same (Go keeps it): not a bool.
+        assert!(!check("/api?pretty=%ff", Some("curl/8.0")));
+        assert!(!check("/api?pretty=%ff&pretty=0", Some("kubectl")));
         // The first value decides, even when a later one is set.
         assert!(check("/api?pretty=1&pretty=0", Some("kubectl")));
         assert!(check("/api?pretty&pretty=0", Some("curl/8.0")));

@@ -29,9 +29,10 @@ pub const WEBSOCKET_BEARER_PROTOCOL_PREFIX: &str = "base64url.bearer.authorizati
 /// Whether the request asks for a websocket upgrade, as Kubernetes decides it: the first
 /// `Upgrade` header is `websocket` (any case) and some `Connection` header contains `upgrade`.
 pub fn is_websocket_request(headers: &HeaderMap) -> bool {
-    let upgrade = headers
-        .get(UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let upgrade = headers.get(UPGRADE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.eq_ignore_ascii_case(b"websocket") || (!v.is_ascii() && equal_fold_websocket(v))
+    });
     upgrade
         && headers.get_all(CONNECTION).iter().any(|v| {
             v.as_bytes()
@@ -77,6 +78,23 @@ pub fn remove_websocket_token_entries(headers: &mut HeaderMap) -> bool {
         headers.insert(SEC_WEBSOCKET_PROTOCOL, value);
     }
     true
+}
+
+/// Go's `strings.EqualFold(value, "websocket")` for a value that is not ASCII: Unicode simple
+/// case folding also makes `ſ` (U+017F) an `s` and the Kelvin sign (U+212A) a `k`.
+fn equal_fold_websocket(value: &[u8]) -> bool {
+    let Ok(value) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let mut chars = value.chars();
+    let matches = "websocket".chars().all(|want| {
+        chars.next().is_some_and(|c| {
+            c.eq_ignore_ascii_case(&want)
+                || (c == '\u{17f}' && want == 's')
+                || (c == '\u{212a}' && want == 'k')
+        })
+    });
+    matches && chars.next().is_none()
 }
 
 /// Reads a bearer token from the `Sec-WebSocket-Protocol` header of websocket upgrade requests.
@@ -582,6 +600,10 @@ mod tests {
             is_websocket_request(b.body(()).unwrap().headers())
         };
         assert!(h("websocket", &["Upgrade"]));
+        // Go's EqualFold folds these two to ASCII letters.
+        assert!(h("web\u{17f}oc\u{212a}et", &["Upgrade"]));
+        assert!(!h("web\u{17f}ocke", &["Upgrade"]));
+        assert!(!h("websockets", &["Upgrade"]));
         assert!(h("WebSocket", &["keep-alive, upgrade"]));
         assert!(h("websocket", &["not", "upgrade"]));
         assert!(!h("h2c", &["upgrade"]));
