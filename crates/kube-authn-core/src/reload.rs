@@ -235,7 +235,8 @@ impl<T: Send + Sync + 'static> Reloading<T> {
         // made while the file is read and parsed is then an event or a new identity for the
         // loop, never lost (a large file takes a while to parse).
         let (tx, rx) = mpsc::channel();
-        let mut watcher = match start_watcher(&path, tx.clone()) {
+        let target_name = TargetName::default();
+        let mut watcher = match start_watcher(&path, tx.clone(), Arc::clone(&target_name)) {
             Ok(watcher) => watcher,
             Err(source) => {
                 // A missing file (or directory) is reported as such.
@@ -244,7 +245,7 @@ impl<T: Send + Sync + 'static> Reloading<T> {
             }
         };
         let mut target = None;
-        follow_target(&mut watcher, &path, &mut target);
+        follow_target(&mut watcher, &path, &mut target, &target_name);
         let id = FileId::of(&path);
         let bytes = read(&path)?;
         let value = parser.parse(&path, &bytes).map_err(LoadError::Parse)?;
@@ -268,6 +269,7 @@ impl<T: Send + Sync + 'static> Reloading<T> {
                 let mut watch = Watch {
                     watcher,
                     target,
+                    target_name,
                     state,
                 };
                 watch_loop(
@@ -457,7 +459,15 @@ struct WatchState {
     refused: Option<String>,
 }
 
-fn start_watcher(path: &Path, tx: mpsc::Sender<Msg>) -> notify::Result<notify::RecommendedWatcher> {
+/// The name of the file the symlinks lead to, when they lead to another directory: events
+/// about it there are events about our file.
+type TargetName = Arc<Mutex<Option<std::ffi::OsString>>>;
+
+fn start_watcher(
+    path: &Path,
+    tx: mpsc::Sender<Msg>,
+    target_name: TargetName,
+) -> notify::Result<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -470,10 +480,12 @@ fn start_watcher(path: &Path, tx: mpsc::Sender<Msg>) -> notify::Result<notify::R
         if matches!(event.kind, EventKind::Access(_)) {
             return;
         }
-        let ours = event
-            .paths
-            .iter()
-            .any(|p| p.file_name().is_some() && p.file_name() == name.as_deref());
+        let target = target_name.lock().unwrap_or_else(PoisonError::into_inner);
+        let ours = event.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| Some(n) == name.as_deref() || Some(n) == target.as_deref())
+        });
+        drop(target);
         let tx = tx.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = tx.send(if ours { Msg::OurFile } else { Msg::Directory });
     })?;
@@ -481,14 +493,40 @@ fn start_watcher(path: &Path, tx: mpsc::Sender<Msg>) -> notify::Result<notify::R
     Ok(watcher)
 }
 
+/// The directory of the file the symlinks lead to, watched besides the file's own directory,
+/// and its identity (a directory removed and made again, or another one renamed to its name,
+/// is watched anew).
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    dir: PathBuf,
+    id: Option<(u64, u64)>,
+}
+
+/// The identity (device, inode) of a directory.
+fn dir_id(dir: &Path) -> Option<(u64, u64)> {
+    let m = fs::metadata(dir).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        None
+    }
+}
+
 /// When `path` resolves (through symlinks) to a file in another directory, that directory is
-/// watched too, so that a write to the file itself (through the symlink) is an event rather
-/// than something the periodic re-stat finds. `target` is the directory watched for that,
-/// followed to wherever the symlinks lead now.
+/// watched too, and events about that file there count as events about ours, so that a write
+/// to the file itself (through the symlink) is an event rather than something the periodic
+/// re-stat finds. Followed to wherever the symlinks lead now; called before each read, so a
+/// write made after the read is seen.
 fn follow_target(
     watcher: &mut notify::RecommendedWatcher,
     path: &Path,
-    target: &mut Option<PathBuf>,
+    target: &mut Option<Target>,
+    target_name: &TargetName,
 ) {
     use notify::{RecursiveMode, Watcher};
     let dir_of = |p: &Path| p.parent().map(Path::to_owned);
@@ -496,29 +534,41 @@ fn follow_target(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     let own = fs::canonicalize(own).ok();
-    let want = fs::canonicalize(path)
-        .ok()
-        .and_then(|p| dir_of(&p))
-        .filter(|d| Some(d) != own.as_ref());
+    let resolved = fs::canonicalize(path).ok();
+    let want = resolved
+        .as_deref()
+        .and_then(dir_of)
+        .filter(|d| Some(d) != own.as_ref())
+        .map(|dir| Target {
+            id: dir_id(&dir),
+            dir,
+        });
+    let name = want
+        .as_ref()
+        .and(resolved.as_deref())
+        .and_then(Path::file_name)
+        .map(ToOwned::to_owned);
+    *target_name.lock().unwrap_or_else(PoisonError::into_inner) = name;
     if want == *target {
         return;
     }
     if let Some(old) = target.take() {
         // Fails when the directory is gone (the watch went with it): nothing to undo then.
-        let _ = watcher.unwatch(&old);
+        let _ = watcher.unwatch(&old.dir);
     }
     if let Some(new) = want
-        && watcher.watch(&new, RecursiveMode::NonRecursive).is_ok()
+        && watcher.watch(&new.dir, RecursiveMode::NonRecursive).is_ok()
     {
         *target = Some(new);
     }
 }
 
 /// The watcher thread's state: the watcher, the directory of the symlinks' target it also
-/// watches, and what was read last.
+/// watches (and that file's name, shared with the watcher's callback), and what was read last.
 struct Watch {
     watcher: notify::RecommendedWatcher,
-    target: Option<PathBuf>,
+    target: Option<Target>,
+    target_name: TargetName,
     state: WatchState,
 }
 
@@ -555,8 +605,13 @@ fn watch_loop<P: Parse>(
                 force
             }
         };
+        follow_target(
+            &mut watch.watcher,
+            &shared.path,
+            &mut watch.target,
+            &watch.target_name,
+        );
         check(force, &mut watch.state, parser, value, shared);
-        follow_target(&mut watch.watcher, &shared.path, &mut watch.target);
     }
 }
 
@@ -949,6 +1004,19 @@ mod tests {
         fs::write(d.join("b/other"), "6\n").unwrap();
         wait_for("a write in the new target's directory", || {
             *r.current().as_ref() == vec![6]
+        });
+        // The target's directory is replaced by another of the same name: watched anew (the
+        // re-stat comes before the rename is seen; the write after it is an event).
+        fs::create_dir(d.join("b.new")).unwrap();
+        fs::write(d.join("b.new/other"), "7\n").unwrap();
+        fs::rename(d.join("b"), d.join("b.old")).unwrap();
+        fs::rename(d.join("b.new"), d.join("b")).unwrap();
+        wait_for("the new directory's file", || {
+            *r.current().as_ref() == vec![7]
+        });
+        fs::write(d.join("b/other"), "8\n").unwrap();
+        wait_for("a write in the replaced directory", || {
+            *r.current().as_ref() == vec![8]
         });
     }
 
