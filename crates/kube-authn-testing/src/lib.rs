@@ -572,6 +572,25 @@ impl TestPki {
         issue(name, p, Some(signer))
     }
 
+    /// A client certificate (client-auth usage, CN `jbeda`) signed by `signer`, with an
+    /// organizational unit encoded as a UniversalString: an attribute Go cannot read as a
+    /// string, which makes Go refuse the whole certificate, whichever attribute it is.
+    pub fn issue_with_unreadable_ou(
+        &self,
+        name: &'static str,
+        signer: &Issued,
+    ) -> Result<Issued, PkiError> {
+        let universal = rcgen::string::UniversalString::try_from("unit")?;
+        let p = client_params(&[
+            cn("jbeda"),
+            (
+                DnType::OrganizationalUnitName,
+                DnValue::UniversalString(universal),
+            ),
+        ]);
+        issue(name, p, Some(signer))
+    }
+
     /// A CA whose own certificate restricts its extended key usage to server authentication,
     /// and a client-auth certificate (CN `eku-client`) it signed. Go refuses the client
     /// certificate: every certificate of a chain, the root included, must allow the usage.

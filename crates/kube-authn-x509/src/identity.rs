@@ -55,13 +55,19 @@ impl LeafInfo {
         };
         let identifier = Identifier::of(&cert).to_string();
         let subject = cert.subject();
-        // Go refuses a certificate with a name attribute it cannot read as a string; skipping
-        // the attribute instead would let an earlier CN stand in for it (allowed names).
+        // Go refuses a certificate with a name attribute, of its subject or its issuer, that it
+        // cannot read as a string (`parseName`); skipping the attribute instead would let an
+        // earlier CN stand in for it (allowed names). The UID attribute has its own error
+        // (Kubernetes' `unable to parse UID into a string`, below).
+        let uid_oid = Oid::from(UID_OID).ok();
         let readable = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| {
             directory_string(a.attr_value().tag(), a.attr_value().data)
         };
-        let names_readable = subject.iter_common_name().all(|a| readable(a).is_some())
-            && subject.iter_organization().all(|a| readable(a).is_some());
+        let parses = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| {
+            Some(a.attr_type()) == uid_oid.as_ref() || readable(a).is_some()
+        };
+        let names_readable =
+            subject.iter_attributes().all(parses) && cert.issuer().iter_attributes().all(parses);
         if !names_readable {
             return Self {
                 identifier,

@@ -221,6 +221,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_attribute_of_any_kind_makes_the_certificate_unusable() {
+        let pki = TestPki::shared();
+        let odd = pki
+            .issue_with_unreadable_ou("odd-ou", &pki.client_ca)
+            .unwrap();
+        let auth = X509Authenticator::new(bundle(&[&pki.client_ca]));
+        let err = run(&auth, Some(odd.chain())).unwrap_err();
+        assert!(err.to_string().contains("malformed certificate"), "{err}");
+    }
+
+    #[test]
     fn a_root_restricted_to_other_usages_refuses_client_certificates() {
         let pki = TestPki::shared();
         let (ca, client) = pki.server_only_ca_with_client().unwrap();
