@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -270,23 +270,34 @@ async fn connection<S, B>(
     let _ = handshaken.send(());
     let (io, service) = accepted.serve(service);
     let io = TokioIo::new(known.watching(io.into_inner()));
-    let close = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(ConnState::default());
     let service = CloseOnMark {
         inner: service,
-        close: Arc::clone(&close),
+        state: Arc::clone(&state),
     };
     let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
-    // One load per poll of the connection: the flag is set before the marked response goes
-    // to the connection, whose sending wakes this task (HTTP/2 streams run as tasks of their
-    // own and hand their responses to it).
+    let mut linger: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    // One load per poll of the connection while it is open: the flag is set before the marked
+    // response goes to the connection, whose sending wakes this task (HTTP/2 streams run as
+    // tasks of their own and hand their responses to it).
     let result = std::future::poll_fn(|cx| {
-        if !closing && close.load(Ordering::Acquire) {
+        if !closing && state.closing.load(Ordering::Acquire) {
             closing = true;
             // HTTP/2: GOAWAY; the streams under way finish, then the connection ends.
             tracing::debug!(target: "kube_authn::serve", %addr, "closing the connection of an unauthenticated HTTP/2 client");
             conn.as_mut().graceful_shutdown();
+        }
+        // hyper's GOAWAY waits for the client to answer a PING before it stops taking new
+        // streams; a client that never answers would keep the connection. As Go's server: new
+        // streams are refused (`CloseOnMark`), and the connection ends 1 s after its last
+        // request is answered, whatever the client does.
+        if closing && state.in_flight.load(Ordering::Acquire) == 0 {
+            let timer = linger.get_or_insert_with(|| Box::pin(tokio::time::sleep(GOAWAY_LINGER)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
         }
         conn.as_mut().poll(cx)
     })
@@ -297,58 +308,133 @@ async fn connection<S, B>(
     drop(alive);
 }
 
+/// How long a connection being closed stays once its last request is answered (Go's
+/// `goAwayTimeout`).
+const GOAWAY_LINGER: Duration = Duration::from_secs(1);
+
+/// A connection's closing state: whether a response asked for its end, and how many of its
+/// requests are under way (from the call to the end of the response body).
+#[derive(Default)]
+struct ConnState {
+    closing: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+/// One request under way, counted in its connection's [`ConnState`] until dropped.
+struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    fn new(state: &Arc<ConnState>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(state))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Passes requests on to `inner`; a response marked [`CloseConnection`] (the authentication
-/// layer's HTTP/2 mitigation: a 401, or an anonymous user) tells the connection to end.
+/// layer's HTTP/2 mitigation: a 401, or an anonymous user) tells the connection to end, and
+/// the requests that come after it on that connection are refused (hyper resets their
+/// streams), as Go ignores the streams past its GOAWAY.
 #[derive(Clone)]
 struct CloseOnMark<S> {
     inner: S,
-    close: Arc<AtomicBool>,
+    state: Arc<ConnState>,
 }
 
 impl<S, R, B> Service<Request<R>> for CloseOnMark<S>
 where
     S: Service<Request<R>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
 {
-    type Response = Response<B>;
-    type Error = S::Error;
+    type Response = Response<Tracked<B>>;
+    type Error = BoxError;
     type Future = MarkFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Request<R>) -> Self::Future {
-        MarkFuture {
+        if self.state.closing.load(Ordering::Acquire) {
+            return MarkFuture::Refused;
+        }
+        MarkFuture::Calling {
+            guard: Some(InFlight::new(&self.state)),
             inner: self.inner.call(req),
-            close: Arc::clone(&self.close),
         }
     }
 }
 
 pin_project_lite::pin_project! {
     /// The response future of [`CloseOnMark`].
-    struct MarkFuture<F> {
-        #[pin]
-        inner: F,
-        close: Arc<AtomicBool>,
+    #[project = MarkProj]
+    enum MarkFuture<F> {
+        Calling {
+            #[pin]
+            inner: F,
+            guard: Option<InFlight>,
+        },
+        Refused,
     }
 }
 
 impl<F, B, E> Future for MarkFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
 {
-    type Output = F::Output;
+    type Output = Result<Response<Tracked<B>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let out = std::task::ready!(this.inner.poll(cx));
-        if let Ok(response) = &out
-            && response.extensions().get::<CloseConnection>().is_some()
-        {
-            this.close.store(true, Ordering::Release);
+        match self.project() {
+            MarkProj::Calling { inner, guard } => {
+                let response = std::task::ready!(inner.poll(cx)).map_err(Into::into)?;
+                if response.extensions().get::<CloseConnection>().is_some()
+                    && let Some(g) = guard.as_ref()
+                {
+                    g.0.closing.store(true, Ordering::Release);
+                }
+                let guard = guard.take();
+                Poll::Ready(Ok(response.map(|inner| Tracked { inner, guard })))
+            }
+            MarkProj::Refused => {
+                Poll::Ready(Err("the connection is closing: request refused".into()))
+            }
         }
-        Poll::Ready(out)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as under way until it is dropped.
+    struct Tracked<B> {
+        #[pin]
+        inner: B,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -677,3 +677,91 @@ async fn unauthenticated_http2_connections_are_closed() {
         assert_eq!(status, 401);
     }
 }
+
+/// A client that never answers the PING of hyper's GOAWAY (which would otherwise keep taking
+/// new streams until it does) gets no more answers after its 401, and the connection ends
+/// about a second after that answer (Go: streams past the GOAWAY are ignored, the connection
+/// closed 1 s after the last one).
+#[tokio::test]
+async fn an_http2_client_ignoring_the_goaway_ping_is_cut_off() {
+    const HEADERS: u8 = 0x1;
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const GOAWAY: u8 = 0x7;
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+    // GET https / (HPACK static table entries 2, 7 and 4), END_STREAM | END_HEADERS.
+    let request = |stream: u32| frame(HEADERS, 0x5, stream, &[0x82, 0x87, 0x84]);
+
+    let addr = start(authenticator()).await;
+    let mut config = (*client(None).config().clone()).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let mut stream = connect(&TlsConnector::from(Arc::new(config)), addr).await;
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(frame(SETTINGS, 0, 0, &[]));
+    hello.extend(request(1));
+    stream.write_all(&hello).await.unwrap();
+
+    // Frames as they come: (type, flags, stream), or None once the connection has ended.
+    let mut buf = Vec::new();
+    let mut next_frame = async |stream: &mut TlsStream<TcpStream>| -> Option<(u8, u8, u32)> {
+        loop {
+            if buf.len() >= 9 {
+                let len =
+                    usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+                if buf.len() >= 9 + len {
+                    let head = (
+                        buf[3],
+                        buf[4],
+                        u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff,
+                    );
+                    buf.drain(..9 + len);
+                    return Some(head);
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let (mut answered_1, mut goaway, mut ping) = (false, false, false);
+    let started = tokio::time::timeout(Duration::from_secs(30), async {
+        while !(answered_1 && goaway && ping) {
+            let (kind, flags, id) = next_frame(&mut stream).await.expect("closed early");
+            match (kind, flags & 1, id) {
+                (SETTINGS, 0, 0) => stream.write_all(&frame(SETTINGS, 1, 0, &[])).await.unwrap(),
+                (HEADERS, _, 1) => answered_1 = true,
+                (GOAWAY, _, 0) => goaway = true,
+                (PING, 0, 0) => ping = true, // never acknowledged
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(started.is_ok(), "no answer, GOAWAY and PING for the 401");
+
+    // New requests now: none is answered, and the connection ends.
+    let mut next = 3;
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            stream.write_all(&request(next)).await.ok();
+            next += 2;
+            let read =
+                tokio::time::timeout(Duration::from_millis(200), next_frame(&mut stream)).await;
+            match read {
+                Ok(None) => return,
+                Ok(Some((HEADERS, _, id))) => panic!("stream {id} answered after the 401"),
+                Ok(Some(_)) | Err(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection stayed open");
+}
