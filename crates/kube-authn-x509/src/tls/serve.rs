@@ -360,11 +360,17 @@ where
     }
 
     fn call(&mut self, req: Request<R>) -> Self::Future {
-        if self.state.closing.load(Ordering::Acquire) {
-            return MarkFuture::Refused;
-        }
+        // Only HTTP/2 responses are marked: HTTP/1.1 requests are not counted.
+        let guard = if req.version() == http::Version::HTTP_2 {
+            if self.state.closing.load(Ordering::Acquire) {
+                return MarkFuture::Refused;
+            }
+            Some(InFlight::new(&self.state))
+        } else {
+            None
+        };
         MarkFuture::Calling {
-            guard: Some(InFlight::new(&self.state)),
+            guard,
             inner: self.inner.call(req),
         }
     }
@@ -394,8 +400,8 @@ where
         match self.project() {
             MarkProj::Calling { inner, guard } => {
                 let response = std::task::ready!(inner.poll(cx)).map_err(Into::into)?;
-                if response.extensions().get::<CloseConnection>().is_some()
-                    && let Some(g) = guard.as_ref()
+                if let Some(g) = guard.as_ref()
+                    && response.extensions().get::<CloseConnection>().is_some()
                 {
                     g.0.closing.store(true, Ordering::Release);
                 }
