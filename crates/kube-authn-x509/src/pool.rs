@@ -37,15 +37,6 @@ pub enum CaBundleError {
         /// The file.
         path: PathBuf,
     },
-    /// A PEM block could not be decoded.
-    #[error("error loading CA bundle for \"{}\": invalid PEM: {source}", path.display())]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// What the PEM reader said.
-        #[source]
-        source: rustls_pki_types::pem::Error,
-    },
     /// A certificate could not be used as a trust anchor.
     #[error(
         "error loading CA bundle for \"{}\": certificate {index}: {source}",
@@ -84,6 +75,51 @@ pub enum CaBundleError {
     },
 }
 
+/// The `CERTIFICATE` blocks of `pem` without PEM headers, in order, as Go's `pem.Decode` loop
+/// in `cert.ParseCertsPEM` finds them: a block starts with a line `-----BEGIN <type>-----` and
+/// ends at the next `-----END ` line; a block whose body does not decode is skipped; a `BEGIN`
+/// without an `END` ends the search; text between blocks is ignored.
+fn certificate_blocks(pem: &[u8]) -> Vec<CertificateDer<'static>> {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    const END: &[u8] = b"\n-----END ";
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let mut certificates = Vec::new();
+    let mut rest = pem;
+    loop {
+        // A BEGIN line starts the data or a line.
+        let start = if rest.starts_with(BEGIN) {
+            0
+        } else {
+            match find(rest, b"\n-----BEGIN ") {
+                Some(i) => i + 1,
+                None => break,
+            }
+        };
+        let block = &rest[start..];
+        let Some(end) = find(block, END) else { break };
+        let after = block[end + 1..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(block.len(), |i| end + 1 + i + 1);
+        let (section, next) = block.split_at(after);
+        rest = next;
+        // The line after BEGIN holds a `:` only when the block has headers (`Proc-Type: ...`):
+        // base64 never does.
+        let has_headers = section
+            .split(|b| *b == b'\n')
+            .nth(1)
+            .is_some_and(|line| line.contains(&b':'));
+        if has_headers {
+            continue;
+        }
+        // Another type of block, or one that does not decode: skipped.
+        if let Ok(cert) = CertificateDer::from_pem_slice(section) {
+            certificates.push(cert.into_owned());
+        }
+    }
+    certificates
+}
+
 /// A parsed set of trusted CA certificates, immutable. Cheap to share behind an `Arc`.
 pub struct CaPool {
     certificates: Vec<CertificateDer<'static>>,
@@ -97,8 +133,10 @@ pub struct CaPool {
 }
 
 impl CaPool {
-    /// Parses PEM: every `CERTIFICATE` block is a trust anchor, other blocks are ignored; at
-    /// least one certificate is required. `path` is only used in messages.
+    /// Parses PEM as Kubernetes' `cert.ParseCertsPEM` does: every `CERTIFICATE` block without
+    /// PEM headers is a trust anchor; other blocks, blocks with headers and blocks Go's
+    /// `pem.Decode` cannot decode are skipped; at least one certificate is required, and one
+    /// that does not parse refuses the bundle. `path` is only used in messages.
     pub fn from_pem(path: impl AsRef<Path>, pem: &[u8]) -> Result<Self, CaBundleError> {
         let path = path.as_ref();
         if pem.is_empty() {
@@ -106,13 +144,7 @@ impl CaPool {
                 path: path.to_owned(),
             });
         }
-        let certificates = CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| CaBundleError::Pem {
-                path: path.to_owned(),
-                source,
-            })?;
-        Self::from_der(path, certificates)
+        Self::from_der(path, certificate_blocks(pem))
     }
 
     /// Builds a pool from DER certificates. `path` is only used in messages.
@@ -301,6 +333,28 @@ mod tests {
             "{err}"
         );
         assert!(std::error::Error::source(&err).is_some());
+    }
+
+    /// Blocks with PEM headers and blocks that do not decode are skipped, as Go's
+    /// `cert.ParseCertsPEM` skips them; a `BEGIN` without `END` ends the bundle.
+    #[test]
+    fn blocks_go_skips_are_skipped() {
+        let pki = TestPki::shared();
+        let with_headers = pki.root_ca.cert_pem().replacen(
+            "-----\n",
+            "-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n",
+            1,
+        );
+        let pem = format!(
+            "comment\n{with_headers}-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n{}-----BEGIN CERTIFICATE-----\nMIIB\n",
+            pki.client_ca.cert_pem()
+        );
+        let pool = CaPool::from_pem("ca.crt", pem.as_bytes()).unwrap();
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.certificates()[0], pki.client_ca.cert_der());
+        // Only blocks Go skips: no certificate.
+        let err = CaPool::from_pem("ca.crt", with_headers.as_bytes()).unwrap_err();
+        assert!(matches!(err, CaBundleError::NoCertificates { .. }), "{err}");
     }
 
     #[test]
