@@ -852,7 +852,7 @@ async fn with_a_config_file_anonymous_is_the_flags_default_unless_the_file_sets_
     drop(dir);
     assert!(!status.success());
     assert!(
-        err.contains("--anonymous-auth flag cannot be set when the anonymous field is configured in the --config file"),
+        err.contains("--anonynous-auth flag cannot be set when anonymous field is configured in authentication configuration file"),
         "{err}"
     );
 }

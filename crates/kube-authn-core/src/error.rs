@@ -138,15 +138,28 @@ impl Aggregate {
     }
 }
 
+impl Aggregate {
+    /// The messages of the members, nested aggregates flattened (Go's `aggregate.visit`), each
+    /// once.
+    fn messages(&self, messages: &mut Vec<String>) {
+        for e in &self.0 {
+            match &e.error {
+                AuthnError::Aggregate(nested) => nested.messages(messages),
+                error => {
+                    let m = error.to_string();
+                    if !messages.contains(&m) {
+                        messages.push(m);
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl fmt::Display for Aggregate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut messages: Vec<String> = Vec::with_capacity(self.0.len());
-        for e in &self.0 {
-            let m = e.error.to_string();
-            if !messages.contains(&m) {
-                messages.push(m);
-            }
-        }
+        self.messages(&mut messages);
         if messages.len() == 1 {
             return f.write_str(&messages[0]);
         }
@@ -191,6 +204,31 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(dup.to_string(), "invalid bearer token");
+        // Nested aggregates are flattened before duplicates go (Go's `visit`).
+        let nested = Aggregate::from_errors(vec![
+            tagged(
+                Aggregate::from_errors(vec![
+                    tagged(AuthnError::invalid("a")),
+                    tagged(AuthnError::invalid("b")),
+                ])
+                .unwrap(),
+            ),
+            tagged(AuthnError::invalid("a")),
+        ])
+        .unwrap();
+        assert_eq!(nested.to_string(), "[a, b]");
+        let all_same = Aggregate::from_errors(vec![
+            tagged(
+                Aggregate::from_errors(vec![
+                    tagged(AuthnError::invalid("a")),
+                    tagged(AuthnError::invalid("a")),
+                ])
+                .unwrap(),
+            ),
+            tagged(AuthnError::invalid("a")),
+        ])
+        .unwrap();
+        assert_eq!(all_same.to_string(), "a");
     }
 
     #[test]

@@ -227,9 +227,10 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
     // file or by the flag (default true), never both.
     match (file_sets_anonymous, flags.anonymous_auth_given()) {
         (true, true) => {
+            // Kubernetes' message, its spelling included.
             return Err(
-                "--anonymous-auth flag cannot be set when the anonymous field is \
-                 configured in the --config file"
+                "--anonynous-auth flag cannot be set when anonymous field is configured in \
+                 authentication configuration file"
                     .into(),
             );
         }
