@@ -100,6 +100,16 @@ pub enum BuildError {
     /// The configuration was refused.
     #[error(transparent)]
     Config(#[from] crate::ConfigError),
+    /// No strategy and no anonymous access: every request would be refused, where
+    /// kube-apiserver, with no authenticator at all, disables authentication and lets every
+    /// request through with no user. Neither is assumed: serve without the layer to disable
+    /// authentication.
+    #[error(
+        "no authentication strategy is configured and anonymous access is disabled: \
+         kube-apiserver would disable authentication (every request passes with no user); \
+         configure a strategy or anonymous access, or serve without the authentication layer"
+    )]
+    NothingConfigured,
 }
 
 /// Builds an [`AuthnLayer`] over an [`Authenticator`].
@@ -360,6 +370,9 @@ impl AuthnBuilder {
             };
             members.push(Arc::new(BearerToken::new(Arc::clone(&chain))));
             members.push(Arc::new(WebSocketProtocol::new(chain)));
+        }
+        if members.is_empty() && self.anonymous.is_none() {
+            return Err(BuildError::NothingConfigured);
         }
         let chain = AuthenticatedGroupAdder::new(Union::new(members));
         let inner = match self.anonymous {

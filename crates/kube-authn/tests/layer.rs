@@ -195,6 +195,23 @@ async fn from_config_refuses_a_missing_file_with_the_reason() {
     assert!(err.contains("missing.csv"), "{err}");
 }
 
+/// An empty configuration (no strategy, anonymous off) is refused with the reason rather than
+/// refusing every request, or opening every route as kube-apiserver's "authentication
+/// disabled" would; anonymous alone is a configuration.
+#[tokio::test]
+async fn an_empty_configuration_is_refused_with_the_reason() {
+    let cfg = kube_authn::AuthnConfig::from_yaml("a.yaml", "").unwrap();
+    let err = AuthnLayer::from_config(&cfg).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "no authentication strategy is configured and anonymous access is disabled"
+        ),
+        "{err}"
+    );
+    assert!(AuthnLayer::builder().build().is_err());
+    assert!(AuthnLayer::builder().anonymous(true).build().is_ok());
+}
+
 /// The handler reports the credential headers it sees.
 async fn seen_headers(headers: http::HeaderMap) -> Json<serde_json::Value> {
     let all = |name: &str| -> Vec<String> {
