@@ -187,6 +187,32 @@ async fn bad_credentials_are_401_with_the_status_body_even_with_anonymous_on() {
         .unwrap();
     let body = resp.text().await.unwrap();
     assert!(body.starts_with("{\n  \"kind\": \"Status\""), "{body}");
+    // The body follows Accept, as kube-apiserver negotiates it: YAML when asked for; the
+    // indented JSON fallback when nothing asked for can be served.
+    for (accept, content_type, body) in [
+        (
+            "application/yaml",
+            "application/yaml",
+            "apiVersion: v1\ncode: 401\nkind: Status\nmessage: Unauthorized\nmetadata: {}\nreason: Unauthorized\nstatus: Failure\n",
+        ),
+        (
+            "application/xml",
+            "application/json",
+            "{\n  \"kind\": \"Status\",\n  \"apiVersion\": \"v1\",\n  \"metadata\": {},\n  \"status\": \"Failure\",\n  \"message\": \"Unauthorized\",\n  \"reason\": \"Unauthorized\",\n  \"code\": 401\n}",
+        ),
+    ] {
+        let resp = s
+            .client()
+            .get(format!("{}/healthz", s.url()))
+            .header("Authorization", "Bearer nope")
+            .header("Accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.headers()["content-type"], content_type, "{accept}");
+        assert_eq!(resp.text().await.unwrap(), body, "{accept}");
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The Kubernetes `Status` bodies of rejected requests.
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, USER_AGENT};
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
@@ -10,6 +10,130 @@ pub const UNAUTHORIZED_BODY: &str = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",
 
 /// The pretty 401 body Kubernetes sends to curl, wget and browsers (no final newline).
 pub const UNAUTHORIZED_BODY_PRETTY: &str = "{\n  \"kind\": \"Status\",\n  \"apiVersion\": \"v1\",\n  \"metadata\": {},\n  \"status\": \"Failure\",\n  \"message\": \"Unauthorized\",\n  \"reason\": \"Unauthorized\",\n  \"code\": 401\n}";
+
+/// The 401 body as YAML, as kube-apiserver's YAML serializer writes it (`Accept:
+/// application/yaml`: the JSON object's keys sorted, a final newline).
+pub const UNAUTHORIZED_BODY_YAML: &str = "apiVersion: v1\ncode: 401\nkind: Status\nmessage: Unauthorized\nmetadata: {}\nreason: Unauthorized\nstatus: Failure\n";
+
+/// How Kubernetes writes a `Status` in answer to a request (`responsewriters.ErrorNegotiated`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StatusFormat {
+    /// JSON: compact with a final newline, or pretty-printed (curl, browsers, `?pretty`, and
+    /// an `Accept` the server cannot satisfy, for which Kubernetes falls back to indented
+    /// JSON).
+    Json {
+        /// Indented, without a final newline.
+        pretty: bool,
+    },
+    /// YAML (`Accept: application/yaml`).
+    Yaml,
+}
+
+/// The format of a `Status` for this request, as Kubernetes negotiates it from the first
+/// `Accept` header (munnerz/goautoneg's parsing and ordering, then the first clause that names
+/// `application/json`, `application/yaml`, `application/*` or `*/*`; a clause asking for a
+/// transformation (`as`, `g`, `v`) or a server version (`sv`) is not acceptable for an error).
+/// No `Accept`, or an empty one, is JSON; an `Accept` that nothing satisfies is the indented
+/// JSON Kubernetes falls back to. Protocol buffers are not offered (as for custom resources):
+/// a clause asking only for them is passed over.
+pub fn status_format(uri: &http::Uri, headers: &http::HeaderMap) -> StatusFormat {
+    let json = || StatusFormat::Json {
+        pretty: is_pretty_print(uri, headers),
+    };
+    let Some(accept) = headers.get(ACCEPT) else {
+        return json();
+    };
+    let accept = String::from_utf8_lossy(accept.as_bytes());
+    if accept.is_empty() {
+        return json();
+    }
+    for clause in parse_accept(&accept) {
+        if !clause.acceptable_for_errors() {
+            continue;
+        }
+        // The server's media types in its order: JSON, YAML.
+        for (kind, format) in [("json", json()), ("yaml", StatusFormat::Yaml)] {
+            let matches = (clause.kind == "application"
+                && (clause.subtype == kind || clause.subtype == "*"))
+                || (clause.kind == "*" && clause.subtype == "*");
+            if matches {
+                return format;
+            }
+        }
+    }
+    StatusFormat::Json { pretty: true }
+}
+
+/// One media range of an `Accept` header, as munnerz/goautoneg parses it.
+#[derive(Debug, PartialEq)]
+struct Clause<'a> {
+    kind: &'a str,
+    subtype: &'a str,
+    q: f64,
+    params: Vec<(&'a str, &'a str)>,
+}
+
+impl Clause<'_> {
+    /// Whether Kubernetes' `acceptMediaTypeOptions` accepts the parameters for an error
+    /// response (its endpoint restrictions allow no conversion and no server version).
+    fn acceptable_for_errors(&self) -> bool {
+        !self
+            .params
+            .iter()
+            .any(|(k, v)| matches!(*k, "as" | "g" | "v") || (*k == "sv" && !v.is_empty()))
+    }
+}
+
+/// goautoneg's `ParseAccept`: clauses split at `,` and trimmed of spaces, `type/subtype` (or
+/// `*`) and parameters at `;`, `q` read as a float (0 when it does not parse); then ordered by
+/// its comparison (a higher q first, else a clause without a wildcard before one with), with
+/// the insertion sort Go's `sort.Sort` uses for short lists.
+fn parse_accept(header: &str) -> Vec<Clause<'_>> {
+    let mut clauses = Vec::new();
+    for part in header.split(',') {
+        let part = part.trim_matches(' ');
+        let mut pieces = part.split(';');
+        let range = pieces.next().unwrap_or_default();
+        let mut sp = range.split('/');
+        let kind = sp.next().unwrap_or_default().trim_matches(' ');
+        let subtype = match (sp.next(), sp.next()) {
+            (None, _) if kind == "*" => "*",
+            (Some(sub), None) => sub.trim_matches(' '),
+            _ => continue,
+        };
+        let mut clause = Clause {
+            kind,
+            subtype,
+            q: 1.0,
+            params: Vec::new(),
+        };
+        for param in pieces {
+            let Some((token, value)) = param.split_once('=') else {
+                continue;
+            };
+            let token = token.trim_matches(' ');
+            if token == "q" {
+                // Go's strconv.ParseFloat(value, 32): no spaces, and 0 on error.
+                clause.q = value.parse::<f32>().map_or(0.0, f64::from);
+            } else {
+                clause.params.push((token, value.trim_matches(' ')));
+            }
+        }
+        clauses.push(clause);
+    }
+    let less = |a: &Clause<'_>, b: &Clause<'_>| {
+        a.q > b.q || (a.kind != "*" && b.kind == "*") || (a.subtype != "*" && b.subtype == "*")
+    };
+    for i in 1..clauses.len() {
+        let mut j = i;
+        while j > 0 && less(&clauses[j], &clauses[j - 1]) {
+            clauses.swap(j, j - 1);
+            j -= 1;
+        }
+    }
+    clauses
+}
 
 /// Whether Kubernetes would pretty-print a response to this request (`isPrettyPrint`): when the
 /// raw query mentions `pretty`, the first non-empty value of the query parameter `pretty`
@@ -69,18 +193,24 @@ fn query_unescape(s: &str) -> Option<String> {
     )
 }
 
-/// The 401 response: the Kubernetes `Status` with reason `Unauthorized`,
+/// The 401 response in JSON: the Kubernetes `Status` with reason `Unauthorized`,
 /// `Content-Type: application/json` and `Cache-Control: no-cache, private`.
 pub fn unauthorized(pretty: bool) -> Response<Full<Bytes>> {
-    let body = if pretty {
-        UNAUTHORIZED_BODY_PRETTY
-    } else {
-        UNAUTHORIZED_BODY
+    unauthorized_as(StatusFormat::Json { pretty })
+}
+
+/// The 401 response in `format` (see [`status_format`]), with `Cache-Control: no-cache,
+/// private`.
+pub fn unauthorized_as(format: StatusFormat) -> Response<Full<Bytes>> {
+    let (body, content_type) = match format {
+        StatusFormat::Json { pretty: false } => (UNAUTHORIZED_BODY, "application/json"),
+        StatusFormat::Json { pretty: true } => (UNAUTHORIZED_BODY_PRETTY, "application/json"),
+        StatusFormat::Yaml => (UNAUTHORIZED_BODY_YAML, "application/yaml"),
     };
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = StatusCode::UNAUTHORIZED;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     response
 }
@@ -88,6 +218,115 @@ pub fn unauthorized(pretty: bool) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Kubernetes' output negotiation for the 401 (`ErrorNegotiated` over goautoneg).
+    #[test]
+    fn the_status_format_follows_accept() {
+        use StatusFormat::{Json, Yaml};
+        let format = |accept: Option<&str>, agent: &str| {
+            let mut b = http::Request::get("/api").header(USER_AGENT, agent);
+            if let Some(a) = accept {
+                b = b.header(ACCEPT, a);
+            }
+            let r = b.body(()).unwrap();
+            status_format(r.uri(), r.headers())
+        };
+        let kubectl = "kubectl/v1.33.0";
+        let compact = Json { pretty: false };
+        let pretty = Json { pretty: true };
+        for (accept, agent, want) in [
+            (None, kubectl, compact),
+            (None, "curl/8.5.0", pretty),
+            (Some(""), kubectl, compact),
+            (Some("application/json"), kubectl, compact),
+            (Some("application/json"), "curl/8.5.0", pretty),
+            (Some("application/yaml"), kubectl, Yaml),
+            (Some("application/yaml"), "curl/8.5.0", Yaml),
+            (Some("*/*"), kubectl, compact),
+            (Some("*"), kubectl, compact),
+            (Some("application/*"), kubectl, compact),
+            // kubectl get: the Table clauses are not acceptable for an error.
+            (
+                Some(
+                    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+                ),
+                kubectl,
+                compact,
+            ),
+            (
+                Some("application/yaml;as=Table;v=v1;g=meta.k8s.io"),
+                kubectl,
+                pretty,
+            ),
+            (Some("application/json;sv=v1"), kubectl, pretty),
+            // Protocol buffers are not offered: the next clause, else the indented fallback.
+            (
+                Some("application/vnd.kubernetes.protobuf, */*"),
+                kubectl,
+                compact,
+            ),
+            (Some("application/vnd.kubernetes.protobuf"), kubectl, pretty),
+            (Some("application/xml"), kubectl, pretty),
+            (Some("text/plain"), kubectl, pretty),
+            // Browsers.
+            (
+                Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                "Mozilla/5.0 (X11; Linux x86_64)",
+                pretty,
+            ),
+            // Quality and goautoneg's ordering.
+            (
+                Some("application/yaml;q=0.5, application/json"),
+                kubectl,
+                compact,
+            ),
+            (
+                Some("application/json;q=0.5, application/yaml"),
+                kubectl,
+                Yaml,
+            ),
+            (Some("*/*;q=0.1, application/yaml;q=0.9"), kubectl, Yaml),
+            (Some("application/yaml;q=0.1, */*"), kubectl, compact),
+            (
+                Some("application/json;q=bad, application/yaml;q=0.2"),
+                kubectl,
+                Yaml,
+            ),
+            // Not a media range: skipped.
+            (Some("application/yaml/x, application/yaml"), kubectl, Yaml),
+            // Exact names, as Kubernetes compares them.
+            (Some("Application/YAML"), kubectl, pretty),
+        ] {
+            assert_eq!(format(accept, agent), want, "{accept:?} {agent}");
+        }
+    }
+
+    #[test]
+    fn the_yaml_body_is_the_json_status() {
+        let response = unauthorized_as(StatusFormat::Yaml);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/yaml");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        // The same object as the JSON body, keys sorted.
+        let keys: Vec<&str> = UNAUTHORIZED_BODY_YAML
+            .lines()
+            .filter_map(|l| l.split_once(": ").map(|(k, _)| k))
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted);
+        let json: serde_json::Value = serde_json::from_str(UNAUTHORIZED_BODY).unwrap();
+        let object = json.as_object().unwrap();
+        assert_eq!(keys.len(), object.len());
+        for line in UNAUTHORIZED_BODY_YAML.lines() {
+            let (k, v) = line.split_once(": ").unwrap();
+            let want = match &object[k] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Object(o) if o.is_empty() => "{}".to_owned(),
+                other => other.to_string(),
+            };
+            assert_eq!(v, want, "{k}");
+        }
+    }
 
     #[test]
     fn bodies_are_the_kubernetes_status() {

@@ -126,7 +126,7 @@ impl Settings {
 impl Settings {
     fn reject(&self, parts: &Parts, warnings: Option<AuthnWarnings>) -> Rejection {
         Rejection {
-            pretty: crate::status::is_pretty_print(&parts.uri, &parts.headers),
+            format: crate::status::status_format(&parts.uri, &parts.headers),
             after: After {
                 warnings,
                 close: parts.version == http::Version::HTTP_2,
@@ -139,7 +139,7 @@ impl Settings {
 /// A rejected request: what is needed to build its 401 response.
 #[derive(Debug)]
 pub(crate) struct Rejection {
-    pretty: bool,
+    format: crate::status::StatusFormat,
     after: After,
     www_authenticate: Option<http::HeaderValue>,
 }
@@ -147,7 +147,7 @@ pub(crate) struct Rejection {
 impl Rejection {
     /// The 401 response with the Kubernetes `Status` body.
     pub(crate) fn response(self) -> Response<Full<Bytes>> {
-        let mut response = crate::status::unauthorized(self.pretty);
+        let mut response = crate::status::unauthorized_as(self.format);
         if let Some(value) = self.www_authenticate {
             response
                 .headers_mut()
