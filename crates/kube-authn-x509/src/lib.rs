@@ -79,7 +79,7 @@ mod testing;
 
 pub use identity::credential_id;
 pub use peer::PeerCertificates;
-pub use pool::{CaBundle, CaBundleError, CaPool};
+pub use pool::{CLIENT_CA_PURPOSE, CaBundle, CaBundleError, CaPool, REQUEST_HEADER_PURPOSE};
 pub use request_header::{
     ClearAuthenticationHeaders, RequestHeaderAuthenticator, RequestHeaderConfig,
     RequestHeaderConfigError, RequestHeaderConfigWarning, STANDARD_EXTRA_PREFIX,

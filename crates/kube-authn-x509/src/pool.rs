@@ -246,6 +246,18 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<CaPool, CaBundleError> {
     CaPool::from_pem(path, bytes)
 }
 
+/// kube-apiserver's purpose of the `--client-ca-file` bundle, in its messages.
+pub const CLIENT_CA_PURPOSE: &str = "client-ca-bundle";
+/// kube-apiserver's purpose of the `--requestheader-client-ca-file` bundle, in its messages.
+pub const REQUEST_HEADER_PURPOSE: &str = "request-header";
+
+/// A parser naming the bundle `<purpose>::<file>` in its messages.
+fn named(
+    purpose: &'static str,
+) -> impl Fn(&Path, &[u8]) -> Result<CaPool, CaBundleError> + Send + Sync + 'static {
+    move |path, bytes| CaPool::from_pem(format!("{purpose}::{}", path.display()), bytes)
+}
+
 /// A CA bundle file kept current: the pool an authenticator verifies client chains against.
 ///
 /// Clones share the pool (and the watcher). A changed file that does not parse never replaces
@@ -273,6 +285,29 @@ impl CaBundle {
     pub fn load(path: impl Into<PathBuf>) -> Result<Self, LoadError<CaBundleError>> {
         Ok(Self {
             pool: Reloading::load(path, parse)?,
+        })
+    }
+
+    /// [`Self::load`], the bundle named `<purpose>::<file>` in messages as Kubernetes names its
+    /// CA bundles ([`CLIENT_CA_PURPOSE`], [`REQUEST_HEADER_PURPOSE`]).
+    pub fn load_for(
+        purpose: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> Result<Self, LoadError<CaBundleError>> {
+        Ok(Self {
+            pool: Reloading::load(path, named(purpose))?,
+        })
+    }
+
+    /// [`Self::watch`], the bundle named `<purpose>::<file>` in messages as Kubernetes names
+    /// its CA bundles ([`CLIENT_CA_PURPOSE`], [`REQUEST_HEADER_PURPOSE`]).
+    pub fn watch_for(
+        purpose: &'static str,
+        path: impl Into<PathBuf>,
+        options: ReloadOptions,
+    ) -> Result<Self, LoadError<CaBundleError>> {
+        Ok(Self {
+            pool: Reloading::watch(path, named(purpose), options)?,
         })
     }
 
@@ -355,6 +390,30 @@ mod tests {
         // Only blocks Go skips: no certificate.
         let err = CaPool::from_pem("ca.crt", with_headers.as_bytes()).unwrap_err();
         assert!(matches!(err, CaBundleError::NoCertificates { .. }), "{err}");
+    }
+
+    #[test]
+    fn files_are_named_by_purpose_as_kubernetes_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.crt");
+        fs::write(&path, "").unwrap();
+        let err = CaBundle::load_for(CLIENT_CA_PURPOSE, &path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "missing content for CA bundle \"client-ca-bundle::{}\"",
+                path.display()
+            )
+        );
+        fs::write(&path, "no certificate\n").unwrap();
+        let err = CaBundle::load_for(REQUEST_HEADER_PURPOSE, &path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "error loading CA bundle for \"request-header::{}\": data does not contain any valid RSA or ECDSA certificates",
+                path.display()
+            )
+        );
     }
 
     #[test]

@@ -43,8 +43,10 @@ enum CaSource {
 
 #[cfg(feature = "x509")]
 impl CaSource {
+    /// The bundle; a file is named `<purpose>::<file>` in messages, as Kubernetes names it.
     fn bundle(
         self,
+        purpose: &'static str,
         reload: Option<&ReloadOptions>,
     ) -> Result<kube_authn_x509::CaBundle, BuildError> {
         let path = match self {
@@ -52,8 +54,8 @@ impl CaSource {
             CaSource::File(path) => path,
         };
         match reload {
-            Some(options) => kube_authn_x509::CaBundle::watch(&path, options.clone()),
-            None => kube_authn_x509::CaBundle::load(&path),
+            Some(options) => kube_authn_x509::CaBundle::watch_for(purpose, &path, options.clone()),
+            None => kube_authn_x509::CaBundle::load_for(purpose, &path),
         }
         .map_err(|e| BuildError::Strategy {
             strategy: "CA bundle",
@@ -341,7 +343,10 @@ impl AuthnBuilder {
             })? {
                 tracing::warn!("{warning}");
             }
-            let bundle = source.bundle(self.reload.as_ref())?;
+            let bundle = source.bundle(
+                kube_authn_x509::REQUEST_HEADER_PURPOSE,
+                self.reload.as_ref(),
+            )?;
             ca_bundles.push(bundle.clone());
             let proxy =
                 kube_authn_x509::RequestHeaderAuthenticator::new(bundle, &config).map_err(|e| {
@@ -358,7 +363,7 @@ impl AuthnBuilder {
         }
         #[cfg(feature = "x509")]
         for source in self.client_cas {
-            let bundle = source.bundle(self.reload.as_ref())?;
+            let bundle = source.bundle(kube_authn_x509::CLIENT_CA_PURPOSE, self.reload.as_ref())?;
             ca_bundles.push(bundle.clone());
             members.push(Arc::new(kube_authn_x509::X509Authenticator::new(bundle)));
         }
