@@ -49,17 +49,22 @@ pub fn status_format(uri: &http::Uri, headers: &http::HeaderMap) -> StatusFormat
         return json();
     }
     for clause in parse_accept(&accept) {
-        if !clause.acceptable_for_errors() {
-            continue;
-        }
-        // The server's media types in its order: JSON, YAML.
-        for (kind, format) in [("json", json()), ("yaml", StatusFormat::Yaml)] {
+        // The server's media types in its order: JSON (which streams), YAML (which does not).
+        for (subtype, streams) in [("json", true), ("yaml", false)] {
             let matches = (clause.kind == "application"
-                && (clause.subtype == kind || clause.subtype == "*"))
+                && (clause.subtype == subtype || clause.subtype == "*"))
                 || (clause.kind == "*" && clause.subtype == "*");
-            if matches {
-                return format;
+            if !matches || !clause.acceptable_for_errors(streams) {
+                continue;
             }
+            return match subtype {
+                "yaml" => StatusFormat::Yaml,
+                // `NegotiateOutputMediaType`: the clause's `pretty=1`, or `isPrettyPrint`.
+                _ => StatusFormat::Json {
+                    pretty: clause.params.contains(&("pretty", "1"))
+                        || is_pretty_print(uri, headers),
+                },
+            };
         }
     }
     StatusFormat::Json { pretty: true }
@@ -75,20 +80,29 @@ struct Clause<'a> {
 }
 
 impl Clause<'_> {
-    /// Whether Kubernetes' `acceptMediaTypeOptions` accepts the parameters for an error
-    /// response (its endpoint restrictions allow no conversion and no server version).
-    fn acceptable_for_errors(&self) -> bool {
-        !self
-            .params
-            .iter()
-            .any(|(k, v)| matches!(*k, "as" | "g" | "v") || (*k == "sv" && !v.is_empty()))
+    /// Whether Kubernetes' `acceptMediaTypeOptions` accepts the clause's parameters for an
+    /// error response and a serializer that `streams` or not: its endpoint restrictions allow
+    /// no conversion (`as`, `g`, `v`), no server version (`sv`), and a `stream` only of
+    /// `watch`, for a serializer that streams.
+    fn acceptable_for_errors(&self, streams: bool) -> bool {
+        !self.params.iter().any(|(k, v)| match *k {
+            "as" | "g" | "v" => true,
+            "sv" => !v.is_empty(),
+            "stream" => !v.is_empty() && (!streams || *v != "watch"),
+            _ => false,
+        })
     }
 }
 
 /// goautoneg's `ParseAccept`: clauses split at `,` and trimmed of spaces, `type/subtype` (or
 /// `*`) and parameters at `;`, `q` read as a float (0 when it does not parse); then ordered by
-/// its comparison (a higher q first, else a clause without a wildcard before one with), with
-/// the insertion sort Go's `sort.Sort` uses for short lists.
+/// its comparison (a higher q first, else a clause without a wildcard before one with).
+///
+/// That comparison is not a consistent order, so the result depends on the sort: up to 12
+/// clauses this is the insertion sort Go's `sort.Sort` uses for them, so the order is Go's.
+/// Beyond (no client sends that many), a stable sort by (q, wildcards): linear-logarithmic,
+/// where an insertion sort would let one request cost quadratic time, and the same order as
+/// Go's whenever the comparison is consistent.
 fn parse_accept(header: &str) -> Vec<Clause<'_>> {
     let mut clauses = Vec::new();
     for part in header.split(',') {
@@ -122,15 +136,25 @@ fn parse_accept(header: &str) -> Vec<Clause<'_>> {
         }
         clauses.push(clause);
     }
-    let less = |a: &Clause<'_>, b: &Clause<'_>| {
-        a.q > b.q || (a.kind != "*" && b.kind == "*") || (a.subtype != "*" && b.subtype == "*")
-    };
-    for i in 1..clauses.len() {
-        let mut j = i;
-        while j > 0 && less(&clauses[j], &clauses[j - 1]) {
-            clauses.swap(j, j - 1);
-            j -= 1;
+    if clauses.len() <= 12 {
+        let less = |a: &Clause<'_>, b: &Clause<'_>| {
+            a.q > b.q || (a.kind != "*" && b.kind == "*") || (a.subtype != "*" && b.subtype == "*")
+        };
+        for i in 1..clauses.len() {
+            let mut j = i;
+            while j > 0 && less(&clauses[j], &clauses[j - 1]) {
+                clauses.swap(j, j - 1);
+                j -= 1;
+            }
         }
+    } else {
+        // q descending (NaN as 0), then no wildcard before a wildcard: a total order.
+        let q = |c: &Clause<'_>| if c.q.is_nan() { 0.0 } else { c.q };
+        clauses.sort_by(|a, b| {
+            q(b).total_cmp(&q(a))
+                .then((a.kind == "*").cmp(&(b.kind == "*")))
+                .then((a.subtype == "*").cmp(&(b.subtype == "*")))
+        });
     }
     clauses
 }
@@ -294,11 +318,52 @@ mod tests {
             ),
             // Not a media range: skipped.
             (Some("application/yaml/x, application/yaml"), kubectl, Yaml),
+            // The clause's pretty=1 (Kubernetes' media type option), and `stream`: only
+            // `watch`, and only for JSON (YAML has no stream serializer).
+            (Some("application/json;pretty=1"), kubectl, pretty),
+            (Some("application/json;pretty=0"), kubectl, compact),
+            (Some("application/json;stream=watch"), kubectl, compact),
+            (Some("application/json;stream=other"), kubectl, pretty),
+            (Some("application/yaml;stream=watch"), kubectl, pretty),
+            (
+                Some("application/yaml;stream=watch, application/json"),
+                kubectl,
+                compact,
+            ),
+            // goautoneg's comparison puts a clause without wildcard first whatever its q
+            // (Go's insertion sort, up to 12 clauses).
+            (Some("*/*;q=0.9, application/yaml;q=0.1"), kubectl, Yaml),
             // Exact names, as Kubernetes compares them.
             (Some("Application/YAML"), kubectl, pretty),
         ] {
             assert_eq!(format(accept, agent), want, "{accept:?} {agent}");
         }
+    }
+
+    /// A long `Accept` (hyper takes heads of ~400 KB) is sorted in n log n: the insertion
+    /// sort of short lists would cost ~10^9 moves here. Correctness, not time, is asserted:
+    /// the order of the many clauses is (q, wildcards).
+    #[test]
+    fn a_long_accept_is_sorted_as_a_total_order() {
+        let header = format!(
+            "{}{}application/yaml;q=0.5",
+            "*,".repeat(20_000),
+            "a/b,".repeat(10_000)
+        );
+        let clauses = parse_accept(&header);
+        assert_eq!(clauses.len(), 30_001);
+        assert_eq!((clauses[0].kind, clauses[0].subtype), ("a", "b"));
+        assert_eq!((clauses[10_000].kind, clauses[10_000].subtype), ("*", "*"));
+        assert_eq!(clauses[30_000].subtype, "yaml");
+        // The first acceptable clause is `*/*`: JSON (compact: no pretty-printing agent).
+        let r = http::Request::get("/")
+            .header(ACCEPT, header)
+            .body(())
+            .unwrap();
+        assert_eq!(
+            status_format(r.uri(), r.headers()),
+            StatusFormat::Json { pretty: false }
+        );
     }
 
     #[test]
