@@ -25,7 +25,8 @@ pub enum CaBundleError {
     /// The file is empty.
     #[error("missing content for CA bundle \"{}\"", path.display())]
     Empty {
-        /// The file.
+        /// The bundle's name in messages: its file, or `<purpose>::<file>` for bundles
+        /// named by purpose ([`CaBundle::load_for`], [`CaBundle::watch_for`]).
         path: PathBuf,
     },
     /// The file holds no `CERTIFICATE` PEM block.
@@ -34,7 +35,8 @@ pub enum CaBundleError {
         path.display()
     )]
     NoCertificates {
-        /// The file.
+        /// The bundle's name in messages: its file, or `<purpose>::<file>` for bundles
+        /// named by purpose ([`CaBundle::load_for`], [`CaBundle::watch_for`]).
         path: PathBuf,
     },
     /// A certificate could not be used as a trust anchor.
@@ -43,7 +45,8 @@ pub enum CaBundleError {
         path.display()
     )]
     InvalidCertificate {
-        /// The file.
+        /// The bundle's name in messages: its file, or `<purpose>::<file>` for bundles
+        /// named by purpose ([`CaBundle::load_for`], [`CaBundle::watch_for`]).
         path: PathBuf,
         /// The position of the certificate in the file (1-based).
         index: usize,
@@ -57,7 +60,8 @@ pub enum CaBundleError {
         path.display()
     )]
     InvalidValidity {
-        /// The file.
+        /// The bundle's name in messages: its file, or `<purpose>::<file>` for bundles
+        /// named by purpose ([`CaBundle::load_for`], [`CaBundle::watch_for`]).
         path: PathBuf,
         /// The position of the certificate in the file (1-based).
         index: usize,
@@ -68,7 +72,8 @@ pub enum CaBundleError {
         path.display()
     )]
     InvalidUsages {
-        /// The file.
+        /// The bundle's name in messages: its file, or `<purpose>::<file>` for bundles
+        /// named by purpose ([`CaBundle::load_for`], [`CaBundle::watch_for`]).
         path: PathBuf,
         /// The position of the certificate in the file (1-based).
         index: usize,

@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -269,8 +269,11 @@ async fn connection<S, B>(
     } = watched;
     let _ = handshaken.send(());
     let (io, service) = accepted.serve(service);
-    let io = TokioIo::new(known.watching(io.into_inner()));
     let state = Arc::new(ConnState::default());
+    let io = TokioIo::new(Progress {
+        inner: known.watching(io.into_inner()),
+        state: Arc::clone(&state),
+    });
     let service = CloseOnMark {
         inner: service,
         state: Arc::clone(&state),
@@ -278,7 +281,8 @@ async fn connection<S, B>(
     let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
-    let mut linger: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    // The linger timer, and the bytes written when it was set.
+    let mut linger: Option<(Pin<Box<tokio::time::Sleep>>, u64)> = None;
     // One load per poll of the connection while it is open: the flag is set before the marked
     // response goes to the connection, whose sending wakes this task (HTTP/2 streams run as
     // tasks of their own and hand their responses to it).
@@ -292,9 +296,22 @@ async fn connection<S, B>(
         // hyper's GOAWAY waits for the client to answer a PING before it stops taking new
         // streams; a client that never answers would keep the connection. As Go's server: new
         // streams are refused (`CloseOnMark`), and the connection ends 1 s after its last
-        // request is answered, whatever the client does.
+        // request is answered and nothing more is written (h2 may still be sending the
+        // answers: a slow reader is not cut while it reads; one stalled for a second is),
+        // whatever the client does.
         if closing && state.in_flight.load(Ordering::Acquire) == 0 {
-            let timer = linger.get_or_insert_with(|| Box::pin(tokio::time::sleep(GOAWAY_LINGER)));
+            let written = state.written.load(Ordering::Relaxed);
+            // A client that sent requests after the close mark is not winding down: what is
+            // written to it (their refusals) does not extend its time.
+            let patient = !state.refused.load(Ordering::Relaxed);
+            let timer = match &mut linger {
+                Some((timer, at)) if *at == written || !patient => timer,
+                _ => {
+                    let (timer, _) = linger
+                        .insert((Box::pin(tokio::time::sleep(GOAWAY_LINGER)), written));
+                    timer
+                }
+            };
             if timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Ok(()));
             }
@@ -318,6 +335,66 @@ const GOAWAY_LINGER: Duration = Duration::from_secs(1);
 struct ConnState {
     closing: AtomicBool,
     in_flight: AtomicUsize,
+    /// Bytes written to the connection so far.
+    written: AtomicU64,
+    /// Whether a request came after the close mark (and was refused).
+    refused: AtomicBool,
+}
+
+/// The connection's stream, counting the bytes written into its [`ConnState`].
+struct Progress<T> {
+    inner: T,
+    state: Arc<ConnState>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Progress<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Progress<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        this.state
+            .written
+            .fetch_add(written as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        this.state
+            .written
+            .fetch_add(written as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(written))
+    }
 }
 
 /// One request under way, counted in its connection's [`ConnState`] until dropped.
@@ -363,6 +440,7 @@ where
         // Only HTTP/2 responses are marked: HTTP/1.1 requests are not counted.
         let guard = if req.version() == http::Version::HTTP_2 {
             if self.state.closing.load(Ordering::Acquire) {
+                self.state.refused.store(true, Ordering::Relaxed);
                 return MarkFuture::Refused;
             }
             Some(InFlight::new(&self.state))
@@ -408,8 +486,11 @@ where
                 let guard = guard.take();
                 Poll::Ready(Ok(response.map(|inner| Tracked { inner, guard })))
             }
+            // REFUSED_STREAM, as for streams past a GOAWAY: the request was not processed, and
+            // clients retry it on a new connection (INTERNAL_ERROR, hyper's default for a
+            // service error, they do not).
             MarkProj::Refused => {
-                Poll::Ready(Err("the connection is closing: request refused".into()))
+                Poll::Ready(Err(Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM))))
             }
         }
     }

@@ -678,68 +678,116 @@ async fn unauthenticated_http2_connections_are_closed() {
     }
 }
 
+/// HTTP/2 frame types of the raw client.
+const H2_DATA: u8 = 0x0;
+const H2_HEADERS: u8 = 0x1;
+const H2_RST_STREAM: u8 = 0x3;
+const H2_SETTINGS: u8 = 0x4;
+const H2_PING: u8 = 0x6;
+const H2_GOAWAY: u8 = 0x7;
+const H2_WINDOW_UPDATE: u8 = 0x8;
+
+/// One HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A GET of `path` on `stream` (HPACK: static entries 2 and 7, `:path` as a literal with the
+/// indexed name 4), END_STREAM | END_HEADERS.
+fn h2_get(stream: u32, path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x87, 0x04, path.len() as u8];
+    block.extend_from_slice(path.as_bytes());
+    h2_frame(H2_HEADERS, 0x5, stream, &block)
+}
+
+/// An HTTP/2 client of raw frames over TLS, without a client certificate: it answers SETTINGS
+/// (the caller decides about PINGs and WINDOW_UPDATEs).
+struct RawH2 {
+    stream: TlsStream<TcpStream>,
+    buf: Vec<u8>,
+}
+
+/// A frame received: type, flags, stream and payload.
+struct H2Frame {
+    kind: u8,
+    flags: u8,
+    id: u32,
+    payload: Vec<u8>,
+}
+
+impl RawH2 {
+    /// Connects with ALPN h2 and sends the preface and empty SETTINGS.
+    async fn connect(addr: SocketAddr) -> Self {
+        let mut config = (*client(None).config().clone()).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let mut stream = connect(&TlsConnector::from(Arc::new(config)), addr).await;
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend(h2_frame(H2_SETTINGS, 0, 0, &[]));
+        stream.write_all(&hello).await.unwrap();
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        // The server may have closed: what follows says so.
+        self.stream.write_all(bytes).await.ok();
+    }
+
+    /// The next frame (SETTINGS acknowledged on the way), or `None` once the connection has
+    /// ended.
+    async fn next(&mut self) -> Option<H2Frame> {
+        loop {
+            if self.buf.len() >= 9 {
+                let b = &self.buf;
+                let len = usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]);
+                if b.len() >= 9 + len {
+                    let frame = H2Frame {
+                        kind: b[3],
+                        flags: b[4],
+                        id: u32::from_be_bytes([b[5], b[6], b[7], b[8]]) & 0x7fff_ffff,
+                        payload: b[9..9 + len].to_vec(),
+                    };
+                    self.buf.drain(..9 + len);
+                    if frame.kind == H2_SETTINGS && frame.flags & 1 == 0 {
+                        self.send(&h2_frame(H2_SETTINGS, 1, 0, &[])).await;
+                    }
+                    return Some(frame);
+                }
+            }
+            let mut chunk = [0u8; 16384];
+            match self.stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
 /// A client that never answers the PING of hyper's GOAWAY (which would otherwise keep taking
-/// new streams until it does) gets no more answers after its 401, and the connection ends
+/// new streams until it does) gets no more answers after its 401: later requests are reset
+/// with REFUSED_STREAM (not processed: clients retry them elsewhere), and the connection ends
 /// about a second after that answer (Go: streams past the GOAWAY are ignored, the connection
 /// closed 1 s after the last one).
 #[tokio::test]
 async fn an_http2_client_ignoring_the_goaway_ping_is_cut_off() {
-    const HEADERS: u8 = 0x1;
-    const SETTINGS: u8 = 0x4;
-    const PING: u8 = 0x6;
-    const GOAWAY: u8 = 0x7;
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len();
-        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-        f.extend_from_slice(&stream.to_be_bytes());
-        f.extend_from_slice(payload);
-        f
-    }
-    // GET https / (HPACK static table entries 2, 7 and 4), END_STREAM | END_HEADERS.
-    let request = |stream: u32| frame(HEADERS, 0x5, stream, &[0x82, 0x87, 0x84]);
-
+    const REFUSED_STREAM: u32 = 0x7;
     let addr = start(authenticator()).await;
-    let mut config = (*client(None).config().clone()).clone();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let mut stream = connect(&TlsConnector::from(Arc::new(config)), addr).await;
-    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    hello.extend(frame(SETTINGS, 0, 0, &[]));
-    hello.extend(request(1));
-    stream.write_all(&hello).await.unwrap();
-
-    // Frames as they come: (type, flags, stream), or None once the connection has ended.
-    let mut buf = Vec::new();
-    let mut next_frame = async |stream: &mut TlsStream<TcpStream>| -> Option<(u8, u8, u32)> {
-        loop {
-            if buf.len() >= 9 {
-                let len =
-                    usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
-                if buf.len() >= 9 + len {
-                    let head = (
-                        buf[3],
-                        buf[4],
-                        u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff,
-                    );
-                    buf.drain(..9 + len);
-                    return Some(head);
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
+    let mut h2 = RawH2::connect(addr).await;
+    h2.send(&h2_get(1, "/")).await;
     let (mut answered_1, mut goaway, mut ping) = (false, false, false);
     let started = tokio::time::timeout(Duration::from_secs(30), async {
         while !(answered_1 && goaway && ping) {
-            let (kind, flags, id) = next_frame(&mut stream).await.expect("closed early");
-            match (kind, flags & 1, id) {
-                (SETTINGS, 0, 0) => stream.write_all(&frame(SETTINGS, 1, 0, &[])).await.unwrap(),
-                (HEADERS, _, 1) => answered_1 = true,
-                (GOAWAY, _, 0) => goaway = true,
-                (PING, 0, 0) => ping = true, // never acknowledged
+            let f = h2.next().await.expect("closed early");
+            match (f.kind, f.flags & 1, f.id) {
+                (H2_HEADERS, _, 1) => answered_1 = true,
+                (H2_GOAWAY, _, 0) => goaway = true,
+                (H2_PING, 0, 0) => ping = true, // never acknowledged
                 _ => {}
             }
         }
@@ -747,21 +795,78 @@ async fn an_http2_client_ignoring_the_goaway_ping_is_cut_off() {
     .await;
     assert!(started.is_ok(), "no answer, GOAWAY and PING for the 401");
 
-    // New requests now: none is answered, and the connection ends.
+    // New requests now: none is answered, each is refused, and the connection ends.
     let mut next = 3;
+    let mut refused = 0;
     let ended = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            stream.write_all(&request(next)).await.ok();
+            h2.send(&h2_get(next, "/")).await;
             next += 2;
-            let read =
-                tokio::time::timeout(Duration::from_millis(200), next_frame(&mut stream)).await;
+            let read = tokio::time::timeout(Duration::from_millis(200), h2.next()).await;
             match read {
                 Ok(None) => return,
-                Ok(Some((HEADERS, _, id))) => panic!("stream {id} answered after the 401"),
+                Ok(Some(f)) if f.kind == H2_HEADERS => {
+                    panic!("stream {} answered after the 401", f.id)
+                }
+                Ok(Some(f)) if f.kind == H2_RST_STREAM => {
+                    let code = u32::from_be_bytes(f.payload[..4].try_into().unwrap());
+                    assert_eq!(code, REFUSED_STREAM, "stream {}", f.id);
+                    refused += 1;
+                }
                 Ok(Some(_)) | Err(_) => {}
             }
         }
     })
     .await;
     assert!(ended.is_ok(), "the connection stayed open");
+    assert!(refused >= 1, "no request was refused");
+}
+
+/// The second after which a closing connection ends counts from the last byte written, not
+/// from the hand-over of the last response: a client reading a large anonymous answer slowly
+/// (a window of 64 KiB every 300 ms for 1 MiB, ~5 s) gets all of it.
+#[tokio::test]
+async fn a_slow_reader_of_an_anonymous_http2_answer_gets_all_of_it() {
+    use kube_authn_core::{Anonymous, WithAnonymous};
+    const SIZE: usize = 1 << 20;
+    let tls = server_config(&authenticator());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let auth = WithAnonymous::new(authenticator(), Anonymous::new());
+    let svc = ServiceBuilder::new()
+        .layer(AuthnLayer::new(auth))
+        .service(service_fn(|_: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                hyper::body::Bytes::from(vec![b'x'; SIZE]),
+            )))
+        }));
+    tokio::spawn(serve(listener, Arc::new(tls), svc).into_future());
+
+    let mut h2 = RawH2::connect(addr).await;
+    h2.send(&h2_get(1, "/big")).await;
+    let mut received = 0;
+    let done = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut window = tokio::time::interval(Duration::from_millis(300));
+        loop {
+            tokio::select! {
+                frame = h2.next() => {
+                    let f = frame.expect("the connection ended before the answer did");
+                    if f.kind == H2_DATA && f.id == 1 {
+                        received += f.payload.len();
+                        if f.flags & 1 == 1 {
+                            return;
+                        }
+                    }
+                }
+                _ = window.tick() => {
+                    let increment = 65_535u32.to_be_bytes();
+                    h2.send(&h2_frame(H2_WINDOW_UPDATE, 0, 0, &increment)).await;
+                    h2.send(&h2_frame(H2_WINDOW_UPDATE, 0, 1, &increment)).await;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "the answer did not end");
+    assert_eq!(received, SIZE);
 }
