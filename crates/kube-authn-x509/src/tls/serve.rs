@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -281,8 +281,7 @@ async fn connection<S, B>(
     let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
-    // The linger timer, and the bytes written when it was set.
-    let mut linger: Option<(Pin<Box<tokio::time::Sleep>>, u64)> = None;
+    let mut wind_down: Option<WindDown> = None;
     // One load per poll of the connection while it is open: the flag is set before the marked
     // response goes to the connection, whose sending wakes this task (HTTP/2 streams run as
     // tasks of their own and hand their responses to it).
@@ -293,28 +292,8 @@ async fn connection<S, B>(
             tracing::debug!(target: "kube_authn::serve", %addr, "closing the connection of an unauthenticated HTTP/2 client");
             conn.as_mut().graceful_shutdown();
         }
-        // hyper's GOAWAY waits for the client to answer a PING before it stops taking new
-        // streams; a client that never answers would keep the connection. As Go's server: new
-        // streams are refused (`CloseOnMark`), and the connection ends 1 s after its last
-        // request is answered and nothing more is written (h2 may still be sending the
-        // answers: a slow reader is not cut while it reads; one stalled for a second is),
-        // whatever the client does.
-        if closing && state.in_flight.load(Ordering::Acquire) == 0 {
-            let written = state.written.load(Ordering::Relaxed);
-            // A client that sent requests after the close mark is not winding down: what is
-            // written to it (their refusals) does not extend its time.
-            let patient = !state.refused.load(Ordering::Relaxed);
-            let timer = match &mut linger {
-                Some((timer, at)) if *at == written || !patient => timer,
-                _ => {
-                    let (timer, _) = linger
-                        .insert((Box::pin(tokio::time::sleep(GOAWAY_LINGER)), written));
-                    timer
-                }
-            };
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Ok(()));
-            }
+        if closing && wind_down.get_or_insert_with(WindDown::new).poll(&state, cx).is_ready() {
+            return Poll::Ready(Ok(()));
         }
         conn.as_mut().poll(cx)
     })
@@ -325,9 +304,73 @@ async fn connection<S, B>(
     drop(alive);
 }
 
-/// How long a connection being closed stays once its last request is answered (Go's
-/// `goAwayTimeout`).
+/// How long a connection being closed stays once its last request is answered and nothing
+/// more is written (Go's `goAwayTimeout`).
 const GOAWAY_LINGER: Duration = Duration::from_secs(1);
+/// How long at most writes can extend that (a slow reader draining its last answer), from
+/// the moment the last request was answered: pings answered do not keep a connection forever.
+const GOAWAY_CAP: Duration = Duration::from_secs(10);
+
+/// The end of a connection marked for closing.
+///
+/// hyper's GOAWAY waits for the client to answer a PING before it stops taking new streams; a
+/// client that never answers would keep the connection. As Go's server: new streams are
+/// refused (`CloseOnMark`), and the connection ends 1 s after its last request is answered
+/// and nothing more is written (h2 may still be sending the answers: a slow reader is not cut
+/// while it reads), at most 10 s after that answer, whatever the client does; a client that
+/// sent requests after the mark gets no extension.
+struct WindDown {
+    /// Fires [`GOAWAY_LINGER`] after the last write seen.
+    linger: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The bytes written when `linger` was last armed.
+    at: usize,
+    /// Fires [`GOAWAY_CAP`] after the last request was answered.
+    cap: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl WindDown {
+    fn new() -> Self {
+        Self {
+            linger: None,
+            at: 0,
+            cap: None,
+        }
+    }
+
+    /// Ready when the connection should be dropped.
+    fn poll(&mut self, state: &ConnState, cx: &mut Context<'_>) -> Poll<()> {
+        // Registered before the count is read: a request ending in another task after the
+        // read wakes this one (see `InFlight`'s drop).
+        state.register(cx.waker());
+        if state.in_flight.load(Ordering::Acquire) != 0 {
+            return Poll::Pending;
+        }
+        let written = state.written.load(Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
+        let cap = self
+            .cap
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(now + GOAWAY_CAP)));
+        if cap.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        let patient = !state.refused.load(Ordering::Relaxed);
+        match &mut self.linger {
+            None => {
+                self.linger = Some(Box::pin(tokio::time::sleep_until(now + GOAWAY_LINGER)));
+                self.at = written;
+            }
+            Some(linger) if written != self.at && patient => {
+                linger.as_mut().reset(now + GOAWAY_LINGER);
+                self.at = written;
+            }
+            Some(_) => {}
+        }
+        match &mut self.linger {
+            Some(linger) => linger.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
 
 /// A connection's closing state: whether a response asked for its end, and how many of its
 /// requests are under way (from the call to the end of the response body).
@@ -335,10 +378,32 @@ const GOAWAY_LINGER: Duration = Duration::from_secs(1);
 struct ConnState {
     closing: AtomicBool,
     in_flight: AtomicUsize,
-    /// Bytes written to the connection so far.
-    written: AtomicU64,
+    /// Bytes written to the connection since it was marked for closing (wrapping: only
+    /// changes are looked at).
+    written: AtomicUsize,
     /// Whether a request came after the close mark (and was refused).
     refused: AtomicBool,
+    /// The connection task, once the connection is closing: woken when its last request ends.
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl ConnState {
+    fn register(&self, waker: &std::task::Waker) {
+        let mut slot = self
+            .waker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    /// Counts bytes written, once the connection is closing (nothing to count before).
+    fn wrote(&self, n: usize) {
+        if self.closing.load(Ordering::Relaxed) {
+            self.written.fetch_add(n, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The connection's stream, counting the bytes written into its [`ConnState`].
@@ -365,9 +430,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Progress<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-        this.state
-            .written
-            .fetch_add(written as u64, Ordering::Relaxed);
+        this.state.wrote(written);
         Poll::Ready(Ok(written))
     }
 
@@ -390,9 +453,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Progress<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
-        this.state
-            .written
-            .fetch_add(written as u64, Ordering::Relaxed);
+        this.state.wrote(written);
         Poll::Ready(Ok(written))
     }
 }
@@ -409,7 +470,21 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // The last request of a closing connection: the connection task may be waiting for
+        // it (hyper drops the body after it has woken that task for the stream's end).
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.0.closing.load(Ordering::Acquire)
+        {
+            let waker = self
+                .0
+                .waker
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
     }
 }
 
@@ -437,16 +512,18 @@ where
     }
 
     fn call(&mut self, req: Request<R>) -> Self::Future {
-        // Only HTTP/2 responses are marked: HTTP/1.1 requests are not counted.
-        let guard = if req.version() == http::Version::HTTP_2 {
-            if self.state.closing.load(Ordering::Acquire) {
-                self.state.refused.store(true, Ordering::Relaxed);
-                return MarkFuture::Refused;
-            }
-            Some(InFlight::new(&self.state))
-        } else {
-            None
-        };
+        // Only HTTP/2 responses are marked: HTTP/1.1 requests are not counted; nor is an
+        // HTTP/2 CONNECT, whose tunnel outlives its response body (never marked).
+        let guard =
+            if req.version() == http::Version::HTTP_2 && req.method() != http::Method::CONNECT {
+                if self.state.closing.load(Ordering::Acquire) {
+                    self.state.refused.store(true, Ordering::Relaxed);
+                    return MarkFuture::Refused;
+                }
+                Some(InFlight::new(&self.state))
+            } else {
+                None
+            };
         MarkFuture::Calling {
             guard,
             inner: self.inner.call(req),

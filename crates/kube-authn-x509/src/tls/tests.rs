@@ -606,7 +606,7 @@ async fn the_acceptor_in_a_hand_written_accept_loop() {
 /// Kubernetes' HTTP/2 mitigation (`UnauthenticatedHTTP2DOSMitigation`): an HTTP/2 connection
 /// whose request is answered 401, or served as an anonymous user, ends once the response is
 /// sent (GOAWAY); an authenticated user keeps the connection; HTTP/1.1 is left alone.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_http2_connections_are_closed() {
     use http_body_util::Empty;
     use hyper::body::Bytes;
@@ -869,4 +869,26 @@ async fn a_slow_reader_of_an_anonymous_http2_answer_gets_all_of_it() {
     .await;
     assert!(done.is_ok(), "the answer did not end");
     assert_eq!(received, SIZE);
+}
+
+/// PINGs (each answered: a write) do not keep a closing connection for ever: the writes
+/// extend its last second at most 10 s after its last answer. On the multi-thread runtime,
+/// where the connection and its streams run on different workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_do_not_keep_a_closing_http2_connection() {
+    let addr = start(authenticator()).await;
+    let mut h2 = RawH2::connect(addr).await;
+    h2.send(&h2_get(1, "/")).await;
+    // 10 s and a wide margin; without the bound, hyper's own timers end it after ~50 s.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut ping = tokio::time::interval(Duration::from_millis(300));
+        loop {
+            tokio::select! {
+                frame = h2.next() => if frame.is_none() { return },
+                _ = ping.tick() => h2.send(&h2_frame(H2_PING, 0, 0, &[7; 8])).await,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection stayed open");
 }
