@@ -436,6 +436,22 @@ async fn flags_of_strategies_not_built_are_refused_with_a_reason() {
     let (status, err) = Server::run_to_exit(&["--token-auth-file=/nonexistent/tokens.csv"]);
     assert!(!status.success());
     assert!(err.contains("/nonexistent/tokens.csv"), "{err}");
+    // A path that is not UTF-8: refused with the reason, not a panic (exit code 101).
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut arg = b"--token-auth-file=/nonexistent/\xff.csv".to_vec();
+        let out = std::process::Command::new(kube_authn_e2e::binary("mini-apiserver"))
+            .arg(format!("--cert-dir={}", dir.path().display()))
+            .arg(std::ffi::OsStr::from_bytes(&std::mem::take(&mut arg)))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert_ne!(out.status.code(), Some(101), "{err}");
+        assert!(err.contains("/nonexistent/"), "{err}");
+    }
 }
 
 #[tokio::test]

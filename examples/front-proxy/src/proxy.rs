@@ -120,6 +120,16 @@ fn upstream_url(base: &str, upstream: &reqwest::Url, path: &str) -> Result<reqwe
     {
         return Err(format!("{path:?} does not stay on the upstream"));
     }
+    // The URL parser resolves `..` and `%2e%2e` segments: the path must still be under the
+    // upstream's (`--upstream=https://gw/cluster-a` never reaches `https://gw/cluster-b`).
+    let prefix = upstream.path().trim_end_matches('/');
+    let under = url
+        .path()
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if !under {
+        return Err(format!("{path:?} leaves the upstream's path {prefix:?}"));
+    }
     Ok(url)
 }
 
@@ -327,6 +337,32 @@ mod tests {
         let upstream = reqwest::Url::parse(upstream).unwrap();
         let base = upstream.as_str().trim_end_matches('/').to_owned();
         upstream_url(&base, &upstream, path).map(String::from)
+    }
+
+    /// Dot segments, plain or percent-encoded, cannot climb out of the upstream's path.
+    #[test]
+    fn paths_stay_under_the_upstream_path() {
+        let up = "https://gw.example/cluster-a";
+        for path in [
+            "/../cluster-b/api",
+            "/%2e%2e/cluster-b/api",
+            "/%2E%2E/healthz",
+            "/api/../../cluster-b",
+            "/./../x",
+        ] {
+            assert!(check(up, path).is_err(), "{path}: {:?}", check(up, path));
+        }
+        // Dot segments that stay inside are resolved as any URL's are.
+        assert_eq!(
+            check(up, "/api/../healthz").unwrap(),
+            "https://gw.example/cluster-a/healthz"
+        );
+        assert_eq!(check(up, "/").unwrap(), "https://gw.example/cluster-a/");
+        // No path prefix: nothing to leave.
+        assert_eq!(
+            check("https://gw.example", "/../healthz").unwrap(),
+            "https://gw.example/healthz"
+        );
     }
 
     #[test]

@@ -329,7 +329,7 @@ async fn self_subject_review(
 struct ListParams {
     watch: Option<String>,
     resource_version: Option<String>,
-    timeout_seconds: Option<u64>,
+    timeout_seconds: Option<i64>,
 }
 
 /// A boolean query parameter as Kubernetes decodes one (`Convert_Slice_string_To_bool`): absent
@@ -358,7 +358,7 @@ async fn list_pods(
                     initial,
                     rx,
                     ns,
-                    q.timeout_seconds.unwrap_or(DEFAULT_WATCH_TIMEOUT),
+                    watch_timeout(q.timeout_seconds),
                 )),
                 Err(too_old) => Box::pin(stream::iter([too_old.event()])),
             };
@@ -376,15 +376,26 @@ async fn list_pods(
 }
 
 /// kube-apiserver's `--min-request-timeout` default: a watch without `timeoutSeconds` ends then.
-const DEFAULT_WATCH_TIMEOUT: u64 = 1800;
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+/// The longest watch: a `timeoutSeconds` beyond it (up to Go's int64) is this.
+const MAX_WATCH_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// How long a watch lasts, as kube-apiserver reads `timeoutSeconds`: absent or 0 is the
+/// default (it does not tell them apart), a negative value ends the watch at once.
+fn watch_timeout(seconds: Option<i64>) -> Duration {
+    match seconds {
+        None | Some(0) => DEFAULT_WATCH_TIMEOUT,
+        Some(s) => Duration::from_secs(u64::try_from(s).unwrap_or(0)).min(MAX_WATCH_TIMEOUT),
+    }
+}
 
 fn watch_stream(
     initial: Vec<Value>,
     rx: broadcast::Receiver<crate::store::Event>,
     ns: String,
-    timeout_seconds: u64,
+    timeout: Duration,
 ) -> impl Stream<Item = Value> + Send + 'static {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_seconds);
+    let deadline = tokio::time::Instant::now() + timeout;
     let live = stream::unfold(Some((rx, ns)), move |state| async move {
         let (mut rx, ns) = state?;
         loop {
@@ -650,4 +661,23 @@ async fn send_stream(mut socket: WebSocket, body: impl Stream<Item = Bytes> + Se
         }
     }
     let _ = socket.send(Message::Close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `timeoutSeconds` as kube-apiserver reads it, any int64 (it once panicked the handler
+    /// beyond what an `Instant` holds).
+    #[test]
+    fn watch_timeouts() {
+        assert_eq!(watch_timeout(None), DEFAULT_WATCH_TIMEOUT);
+        assert_eq!(watch_timeout(Some(0)), DEFAULT_WATCH_TIMEOUT);
+        assert_eq!(watch_timeout(Some(5)), Duration::from_secs(5));
+        assert_eq!(watch_timeout(Some(-1)), Duration::ZERO);
+        assert_eq!(watch_timeout(Some(i64::MIN)), Duration::ZERO);
+        assert_eq!(watch_timeout(Some(i64::MAX)), MAX_WATCH_TIMEOUT);
+        // The deadline a watch computes from it never overflows.
+        let _ = tokio::time::Instant::now() + watch_timeout(Some(i64::MAX));
+    }
 }

@@ -13,6 +13,8 @@ pub(crate) const DEFAULT_CERT_DIR: &str = "/var/run/kubernetes";
 #[command(
     name = "mini-apiserver",
     version,
+    // As pflag: a flag given twice takes the last value (lists append).
+    args_override_self = true,
     about,
     long_about = None,
     after_help = format!(
@@ -114,8 +116,19 @@ impl Flags {
     /// Whether --anonymous-auth was given explicitly (refused when the --config file has an
     /// `anonymous` block; otherwise the flag, default true, decides).
     pub(crate) fn anonymous_auth_given(&self) -> bool {
-        std::env::args().any(|a| a == "--anonymous-auth" || a.starts_with("--anonymous-auth="))
+        given("--anonymous-auth")
     }
+}
+
+/// Whether `flag` is on the command line (`--flag value` or `--flag=value`). Arguments that
+/// are not UTF-8 (a path) are looked at as bytes: `std::env::args` would panic on them.
+pub(crate) fn given(flag: &str) -> bool {
+    std::env::args_os().any(|a| {
+        let a = a.as_encoded_bytes();
+        a == flag.as_bytes()
+            || a.strip_prefix(flag.as_bytes())
+                .is_some_and(|rest| rest.starts_with(b"="))
+    })
 }
 
 /// Flags of strategies that are not built yet: accepted by the parser so the message is clear,
@@ -311,6 +324,30 @@ mod tests {
             let refused = flags.later.refused().map(|(f, _)| f);
             assert_eq!(refused, Some(flag.as_str()));
         }
+    }
+
+    /// As pflag: a flag given twice takes its last value; list flags append.
+    #[test]
+    fn the_last_value_of_a_repeated_flag_wins() {
+        let flags = Flags::try_parse_from([
+            "mini-apiserver",
+            "--secure-port=1",
+            "--secure-port=2",
+            "--anonymous-auth=true",
+            "--anonymous-auth=false",
+            "--token-auth-file=a.csv",
+            "--token-auth-file=b.csv",
+            "--api-audiences=x",
+            "--api-audiences=y,z",
+        ])
+        .unwrap();
+        assert_eq!(flags.secure_port, 2);
+        assert!(!flags.anonymous_auth);
+        assert_eq!(
+            flags.token_auth_file.as_deref(),
+            Some(std::path::Path::new("b.csv"))
+        );
+        assert_eq!(flags.api_audiences, ["x", "y", "z"]);
     }
 
     #[test]

@@ -115,7 +115,7 @@ fn shell_quoted(path: &Path) -> String {
 /// root), `./apiserver.local.config/certificates` as Kubernetes' sample API servers use.
 fn usable_cert_dir(dir: &Path) -> PathBuf {
     let default = Path::new(flags::DEFAULT_CERT_DIR);
-    let given = std::env::args().any(|a| a == "--cert-dir" || a.starts_with("--cert-dir="));
+    let given = flags::given("--cert-dir");
     if given || dir != default || std::fs::create_dir_all(dir).is_ok_and(|()| writable(dir)) {
         return dir.to_owned();
     }
