@@ -599,6 +599,35 @@ async fn status_bodies_are_kube_apiservers() {
         resp.text().await.unwrap(),
         "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"Pod \\\"\\\" is invalid: metadata.name: Required value: name is required\",\"reason\":\"Invalid\",\"code\":422}\n"
     );
+    // An update of a version that is not the current one: 409 Conflict, as kube-apiserver's
+    // optimistic concurrency answers it (kubectl replace, read-modify-write loops).
+    let url = format!("{}/api/v1/namespaces/team/pods/stale", s.url());
+    let created: Value = c
+        .post(format!("{}/api/v1/namespaces/team/pods", s.url()))
+        .header("Authorization", auth)
+        .json(&pod("stale"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for expected in [StatusCode::OK, StatusCode::CONFLICT] {
+        let resp = c
+            .put(&url)
+            .header("Authorization", auth)
+            .json(&created)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), expected);
+        if expected == StatusCode::CONFLICT {
+            assert_eq!(
+                resp.text().await.unwrap(),
+                "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"Operation cannot be fulfilled on pods \\\"stale\\\": the object has been modified; please apply your changes to the latest version and try again\",\"reason\":\"Conflict\",\"details\":{\"name\":\"stale\",\"kind\":\"pods\"},\"code\":409}\n"
+            );
+        }
+    }
     // A query that does not parse is a 400 Status, not a plain-text error.
     let resp = c
         .get(format!(

@@ -165,6 +165,15 @@ fn store_error(e: StoreError, name: &str, pretty: Pretty) -> Response {
             Some(Details::pod(name)),
             pretty,
         ),
+        StoreError::Conflict => status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on pods \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+            Some(Details::pod(name)),
+            pretty,
+        ),
         StoreError::AlreadyExists => status(
             StatusCode::CONFLICT,
             "AlreadyExists",

@@ -79,6 +79,9 @@ pub(crate) fn expired(message: &str) -> Value {
 pub(crate) enum StoreError {
     AlreadyExists,
     NotFound,
+    /// An update of an object that changed since the client read it (`metadata.resourceVersion`
+    /// is not the current one).
+    Conflict,
     Invalid(&'static str),
     /// The body is not a Pod (a field of the wrong JSON type): Kubernetes' decoding error.
     BadRequest(String),
@@ -225,6 +228,25 @@ impl Store {
                 ));
             }
         }
+        // As kube-apiserver: an object naming another namespace than the request's is refused.
+        if let Some(ns) = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            && !ns.is_empty()
+            && ns != namespace
+        {
+            return Err(StoreError::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request"
+                    .to_owned(),
+            ));
+        }
+        if object
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        {
+            return Err(StoreError::Invalid("spec.containers: Required value"));
+        }
         let mut inner = self.lock();
         let key = (namespace.to_owned(), name.clone());
         let existing = inner.pods.get(&key).map(|p| p.object.clone());
@@ -232,6 +254,21 @@ impl Store {
             (Some(_), None) => return Err(StoreError::AlreadyExists),
             (None, Some(_)) => return Err(StoreError::NotFound),
             _ => {}
+        }
+        // An update with a resourceVersion applies to that version only (optimistic
+        // concurrency); without one it applies to the current object.
+        if let (Some(old), Some(rv)) = (
+            &existing,
+            object
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|rv| !rv.is_empty()),
+        ) && old
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            != Some(rv)
+        {
+            return Err(StoreError::Conflict);
         }
         inner.resource_version += 1;
         let rv = inner.resource_version;
@@ -394,7 +431,7 @@ mod tests {
     fn a_watch_older_than_the_history_is_expired() {
         let s = Store::new();
         for i in 0..(MAX_HISTORY + 10) {
-            let pod = json!({"metadata": {"name": format!("p{i}")}});
+            let pod = json!({"metadata": {"name": format!("p{i}")}, "spec": {"containers": [{"name": "c"}]}});
             s.put("default", pod, None).unwrap();
         }
         let err = s.watch("default", Some(3)).unwrap_err();
@@ -406,8 +443,7 @@ mod tests {
     #[test]
     fn fields_of_the_wrong_type_are_refused_and_change_nothing() {
         let s = Store::new();
-        s.put("default", json!({"metadata": {"name": "p"}}), None)
-            .unwrap();
+        s.put("default", pod_named("p"), None).unwrap();
         let bodies = [
             (
                 json!({"metadata": {"name": "p2"}, "status": "bogus"}),
@@ -437,12 +473,49 @@ mod tests {
         assert_eq!(s.list("default").1, 1, "no resource version was spent");
         assert!(s.get("default", "p2").is_none());
         // null is an absent field.
-        s.put(
-            "default",
-            json!({"metadata": {"name": "p3"}, "status": null}),
-            None,
-        )
-        .unwrap();
+        let mut p3 = pod_named("p3");
+        p3["status"] = Value::Null;
+        s.put("default", p3, None).unwrap();
+    }
+
+    fn pod_named(name: &str) -> Value {
+        json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    }
+
+    /// As kube-apiserver: no containers is a 422, another namespace in the object a 400, an
+    /// update of a version that is not the current one a 409 (and nothing changes).
+    #[test]
+    fn invalid_and_stale_objects_are_refused() {
+        let s = Store::new();
+        assert!(matches!(
+            s.put("default", json!({"metadata": {"name": "run"}}), None),
+            Err(StoreError::Invalid("spec.containers: Required value"))
+        ));
+        let mut other_ns = pod_named("p");
+        other_ns["metadata"]["namespace"] = json!("kube-system");
+        assert!(matches!(
+            s.put("default", other_ns, None),
+            Err(StoreError::BadRequest(m)) if m == "the namespace of the provided object does not match the namespace sent on the request"
+        ));
+        let created = s.put("default", pod_named("p"), None).unwrap();
+        let first = created["metadata"]["resourceVersion"].clone();
+        // An update of the current version, then one of the version it replaced.
+        let mut update = created.clone();
+        update["metadata"]["labels"] = json!({"a": "1"});
+        let updated = s.put("default", update.clone(), Some("p")).unwrap();
+        assert_ne!(updated["metadata"]["resourceVersion"], first);
+        update["metadata"]["labels"] = json!({"a": "2"});
+        assert!(matches!(
+            s.put("default", update.clone(), Some("p")),
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(
+            s.get("default", "p").unwrap()["metadata"]["labels"]["a"],
+            "1"
+        );
+        // Without a resourceVersion, the update applies to the current object.
+        update["metadata"]["resourceVersion"] = json!("");
+        assert!(s.put("default", update, Some("p")).is_ok());
     }
 
     #[test]
