@@ -197,3 +197,86 @@ async fn get_pods_watch_and_follow_logs() {
     let _ = logs.kill();
     let _ = logs.wait();
 }
+
+/// Selectors as kube-apiserver applies them: `get pods -l`, `--field-selector`, and
+/// `get pod NAME -w` (a watch with `fieldSelector=metadata.name=NAME`) sees that pod only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selectors_and_the_watch_of_one_pod() {
+    let s = server();
+    let home = tempfile::tempdir().unwrap();
+    let c = s.client();
+    let base = format!("{}/api/v1/namespaces/team/pods", s.url());
+    let labelled = |name: &str, app: &str| {
+        let mut p = pod(name);
+        p["metadata"]["labels"] = serde_json::json!({ "app": app });
+        p
+    };
+    for (name, app) in [("web", "web"), ("db", "db")] {
+        let resp = c
+            .post(&base)
+            .header("Authorization", "Bearer token1")
+            .json(&labelled(name, app))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+    }
+    let names = |args: &[&str]| {
+        let mut all = vec!["--token=token1", "-n", "team", "get", "pods", "-o", "name"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = run(&s, home.path(), &all);
+        assert!(ok, "{err}");
+        out.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&["-l", "app=web"]), ["pod/web"]);
+    assert_eq!(names(&["-l", "app in (db)"]), ["pod/db"]);
+    assert_eq!(names(&["--field-selector", "metadata.name=db"]), ["pod/db"]);
+    assert_eq!(names(&["-l", "app!=web,app!=db"]), Vec::<String>::new());
+
+    let mut watch = kubectl(
+        &s,
+        home.path(),
+        &[
+            "--token=token1",
+            "-n",
+            "team",
+            "get",
+            "pod",
+            "web",
+            "-w",
+            "-o",
+            "name",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "pod/web");
+    // Another pod, then a change of web: the watch shows web's change only (events come in
+    // order, so the other pod would have come first).
+    c.post(&base)
+        .header("Authorization", "Bearer token1")
+        .json(&labelled("other", "web"))
+        .send()
+        .await
+        .unwrap();
+    c.put(format!("{base}/web"))
+        .header("Authorization", "Bearer token1")
+        .json(&labelled("web", "web-2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "pod/web");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}

@@ -339,6 +339,8 @@ struct ListParams {
     watch: Option<String>,
     resource_version: Option<String>,
     timeout_seconds: Option<i64>,
+    field_selector: Option<String>,
+    label_selector: Option<String>,
 }
 
 /// A boolean query parameter as Kubernetes decodes one (`Convert_Slice_string_To_bool`): absent
@@ -359,6 +361,13 @@ async fn list_pods(
         Ok(Query(q)) => q,
         Err(rejection) => return bad_query(&rejection, pretty),
     };
+    let selectors = match crate::selector::Selectors::parse(
+        q.field_selector.as_deref(),
+        q.label_selector.as_deref(),
+    ) {
+        Ok(selectors) => std::sync::Arc::new(selectors),
+        Err(why) => return status(StatusCode::BAD_REQUEST, "BadRequest", &why, None, pretty),
+    };
     if truthy(q.watch.as_deref()) {
         let since = q.resource_version.as_deref().and_then(|v| v.parse().ok());
         let events: std::pin::Pin<Box<dyn Stream<Item = Value> + Send>> =
@@ -368,6 +377,7 @@ async fn list_pods(
                     rx,
                     ns,
                     watch_timeout(q.timeout_seconds),
+                    selectors,
                 )),
                 Err(too_old) => Box::pin(stream::iter([too_old.event()])),
             };
@@ -379,7 +389,8 @@ async fn list_pods(
             ),
         };
     }
-    let (items, rv) = s.store.list(&ns);
+    let (mut items, rv) = s.store.list(&ns);
+    items.retain(|pod| selectors.matches(pod));
     Json(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv.to_string()}, "items": items}))
         .into_response()
 }
@@ -403,25 +414,37 @@ fn watch_stream(
     rx: broadcast::Receiver<crate::store::Event>,
     ns: String,
     timeout: Duration,
+    selectors: std::sync::Arc<crate::selector::Selectors>,
 ) -> impl Stream<Item = Value> + Send + 'static {
     let deadline = tokio::time::Instant::now() + timeout;
-    let live = stream::unfold(Some((rx, ns)), move |state| async move {
-        let (mut rx, ns) = state?;
-        loop {
-            let Ok(next) = tokio::time::timeout_at(deadline, rx.recv()).await else {
-                return None;
-            };
-            match next {
-                Ok(e) if e.namespace == ns => return Some((e.to_json(), Some((rx, ns)))),
-                Ok(_) => continue,
-                // This watcher fell behind: tell it, as Kubernetes does, and end the stream.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((
-                        crate::store::expired("too old resource version: the watch fell behind"),
-                        None,
-                    ));
+    let initial: Vec<Value> = initial
+        .into_iter()
+        .filter(|e| selectors.matches(&e["object"]))
+        .collect();
+    let live = stream::unfold(Some((rx, ns)), move |state| {
+        let selectors = std::sync::Arc::clone(&selectors);
+        async move {
+            let (mut rx, ns) = state?;
+            loop {
+                let Ok(next) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                    return None;
+                };
+                match next {
+                    Ok(e) if e.namespace == ns && selectors.matches(&e.object) => {
+                        return Some((e.to_json(), Some((rx, ns))));
+                    }
+                    Ok(_) => continue,
+                    // This watcher fell behind: tell it, as Kubernetes does, and end the stream.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        return Some((
+                            crate::store::expired(
+                                "too old resource version: the watch fell behind",
+                            ),
+                            None,
+                        ));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     });

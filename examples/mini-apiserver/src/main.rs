@@ -10,6 +10,7 @@
 mod api;
 mod flags;
 mod policy;
+mod selector;
 mod store;
 mod tls;
 

@@ -137,7 +137,7 @@ fn selected_name(selector: &str) -> Option<String> {
 }
 
 /// The terms of a selector: split at commas not escaped by a backslash (escapes kept).
-fn split_terms(selector: &str) -> Vec<String> {
+pub(crate) fn split_terms(selector: &str) -> Vec<String> {
     let mut terms = Vec::new();
     let mut term = String::new();
     let mut escaped = false;
@@ -160,7 +160,7 @@ fn split_terms(selector: &str) -> Vec<String> {
 
 /// A term's key, operator and (escaped) value: at the first position where `!=`, `==` or `=`
 /// starts.
-fn split_term(term: &str) -> Option<(&str, &'static str, &str)> {
+pub(crate) fn split_term(term: &str) -> Option<(&str, &'static str, &str)> {
     (0..term.len()).find_map(|i| {
         let rest = term.get(i..)?;
         ["!=", "==", "="].into_iter().find_map(|op| {
@@ -172,7 +172,7 @@ fn split_term(term: &str) -> Option<(&str, &'static str, &str)> {
 
 /// Go's `fields.UnescapeValue`: `\\`, `\,` and `\=` are the only escapes, and an unescaped
 /// `,` or `=` is an error.
-fn unescape_field_value(value: &str) -> Option<String> {
+pub(crate) fn unescape_field_value(value: &str) -> Option<String> {
     let mut out = String::with_capacity(value.len());
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
