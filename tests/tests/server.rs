@@ -628,6 +628,21 @@ async fn status_bodies_are_kube_apiservers() {
             );
         }
     }
+    // A body over kube-apiserver's 3 MiB limit: 413 with its Status.
+    let mut huge = pod("huge");
+    huge["metadata"]["annotations"] = serde_json::json!({"a": "x".repeat(3 << 20)});
+    let resp = c
+        .post(format!("{}/api/v1/namespaces/team/pods", s.url()))
+        .header("Authorization", auth)
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"Request entity too large: limit is 3145728\",\"reason\":\"RequestEntityTooLarge\",\"code\":413}\n"
+    );
     // A query that does not parse is a 400 Status, not a plain-text error.
     let resp = c
         .get(format!(
@@ -825,16 +840,24 @@ async fn a_stale_resource_version_gets_410_expired_as_a_watch_event() {
     let s = server(&[]);
     let c = s.client();
     let base = format!("{}/api/v1/namespaces/team/pods", s.url());
-    // more writes than the server keeps in its watch history
-    for i in 0..1010 {
-        let created = c
-            .post(&base)
+    // more writes than the server keeps in its watch history (one pod, updated)
+    let created = c
+        .post(&base)
+        .header("Authorization", "Bearer token1")
+        .json(&pod("p"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    for _ in 0..1010 {
+        let updated = c
+            .put(format!("{base}/p"))
             .header("Authorization", "Bearer token1")
-            .json(&pod(&format!("p{i}")))
+            .json(&pod("p"))
             .send()
             .await
             .unwrap();
-        assert_eq!(created.status(), StatusCode::CREATED);
+        assert_eq!(updated.status(), StatusCode::OK);
     }
     let resp = c
         .get(format!("{base}?watch=true&resourceVersion=2"))

@@ -63,6 +63,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -165,6 +166,16 @@ fn store_error(e: StoreError, name: &str, pretty: Pretty) -> Response {
             Some(Details::pod(name)),
             pretty,
         ),
+        StoreError::QuotaExceeded { used } => status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!(
+                "pods \"{name}\" is forbidden: exceeded quota: mini-apiserver, requested: pods=1, used: pods={used}, limited: pods={}",
+                crate::store::MAX_PODS
+            ),
+            Some(Details::pod(name)),
+            pretty,
+        ),
         StoreError::Conflict => status(
             StatusCode::CONFLICT,
             "Conflict",
@@ -192,6 +203,32 @@ fn store_error(e: StoreError, name: &str, pretty: Pretty) -> Response {
             status(StatusCode::BAD_REQUEST, "BadRequest", &why, None, pretty)
         }
     }
+}
+
+/// kube-apiserver's limit on request bodies (`MaxRequestBodyBytes`, 3 MiB).
+pub(crate) const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// A body that could not be read: too large (413, kube-apiserver's message), else 400.
+fn body_rejection(
+    rejection: &axum::extract::rejection::BytesRejection,
+    pretty: Pretty,
+) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &format!("Request entity too large: limit is {MAX_BODY_BYTES}"),
+            None,
+            pretty,
+        );
+    }
+    status(
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+        &rejection.body_text(),
+        None,
+        pretty,
+    )
 }
 
 async fn not_found(pretty: Pretty) -> Response {
@@ -455,8 +492,12 @@ async fn create_pod(
     State(s): State<AppState>,
     Path(ns): Path<String>,
     pretty: Pretty,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_rejection(&rejection, pretty),
+    };
     let Ok(object) = serde_json::from_slice::<Value>(&body) else {
         return status(
             StatusCode::BAD_REQUEST,
@@ -481,8 +522,12 @@ async fn replace_pod(
     State(s): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
     pretty: Pretty,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_rejection(&rejection, pretty),
+    };
     let Ok(object) = serde_json::from_slice::<Value>(&body) else {
         return status(
             StatusCode::BAD_REQUEST,

@@ -8,9 +8,14 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 /// Lines kept per pod.
-const MAX_LOG_LINES: usize = 10_000;
-/// Watch events kept for `resourceVersion` resumption.
+const MAX_LOG_LINES: usize = 1_000;
+/// Watch events kept for `resourceVersion` resumption, and the bytes (JSON) they may hold.
 const MAX_HISTORY: usize = 1_000;
+const MAX_HISTORY_BYTES: usize = 64 << 20;
+/// The pods the store holds at most, and their bytes (JSON): an in-memory demo server with a
+/// quota, so that no client can grow it without bound.
+pub(crate) const MAX_PODS: usize = 1_000;
+const MAX_POD_BYTES: usize = 64 << 20;
 
 /// A watch event: `ADDED`, `MODIFIED` or `DELETED` with the object.
 #[derive(Clone, Debug)]
@@ -37,6 +42,8 @@ pub(crate) struct LogLine {
 
 struct Pod {
     object: Value,
+    /// The object's size as JSON.
+    bytes: usize,
     logs: VecDeque<Arc<str>>,
     lines_written: u64,
 }
@@ -45,7 +52,9 @@ struct Pod {
 struct Inner {
     pods: BTreeMap<(String, String), Pod>,
     resource_version: u64,
-    history: VecDeque<Event>,
+    history: VecDeque<(Event, usize)>,
+    history_bytes: usize,
+    pod_bytes: usize,
     /// The newest resource version dropped from the history: a watch from an older one
     /// would miss events.
     compacted: u64,
@@ -82,6 +91,10 @@ pub(crate) enum StoreError {
     /// An update of an object that changed since the client read it (`metadata.resourceVersion`
     /// is not the current one).
     Conflict,
+    /// The store's quota of pods (count or bytes) would be exceeded.
+    QuotaExceeded {
+        used: usize,
+    },
     Invalid(&'static str),
     /// The body is not a Pod (a field of the wrong JSON type): Kubernetes' decoding error.
     BadRequest(String),
@@ -155,17 +168,27 @@ impl Store {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn record(&self, inner: &mut Inner, kind: &'static str, namespace: &str, object: Value) {
+    fn record(
+        &self,
+        inner: &mut Inner,
+        kind: &'static str,
+        namespace: &str,
+        object: Value,
+        bytes: usize,
+    ) {
         let event = Event {
             kind,
             namespace: namespace.to_owned(),
             resource_version: inner.resource_version,
             object,
         };
-        inner.history.push_back(event.clone());
-        if inner.history.len() > MAX_HISTORY
-            && let Some(dropped) = inner.history.pop_front()
-        {
+        inner.history.push_back((event.clone(), bytes));
+        inner.history_bytes += bytes;
+        while inner.history.len() > MAX_HISTORY || inner.history_bytes > MAX_HISTORY_BYTES {
+            let Some((dropped, size)) = inner.history.pop_front() else {
+                break;
+            };
+            inner.history_bytes -= size;
             inner.compacted = dropped.resource_version;
         }
         let _ = self.events.send(event);
@@ -255,6 +278,14 @@ impl Store {
             (None, Some(_)) => return Err(StoreError::NotFound),
             _ => {}
         }
+        let bytes = serde_json::to_vec(&object).map_or(0, |v| v.len());
+        let replaced = inner.pods.get(&key).map_or(0, |p| p.bytes);
+        let count = inner.pods.len() + usize::from(existing.is_none());
+        if count > MAX_PODS || inner.pod_bytes - replaced + bytes > MAX_POD_BYTES {
+            return Err(StoreError::QuotaExceeded {
+                used: inner.pods.len(),
+            });
+        }
         // An update with a resourceVersion applies to that version only (optimistic
         // concurrency); without one it applies to the current object.
         if let (Some(old), Some(rv)) = (
@@ -310,15 +341,17 @@ impl Store {
         let (logs, lines_written) = previous_logs
             .map(|p| (p.logs, p.lines_written))
             .unwrap_or_default();
+        inner.pod_bytes = inner.pod_bytes - replaced + bytes;
         inner.pods.insert(
             key,
             Pod {
                 object: object.clone(),
+                bytes,
                 logs,
                 lines_written,
             },
         );
-        self.record(&mut inner, kind, namespace, object.clone());
+        self.record(&mut inner, kind, namespace, object.clone(), bytes);
         Ok(object)
     }
 
@@ -329,9 +362,10 @@ impl Store {
             .remove(&(namespace.to_owned(), name.to_owned()))
             .ok_or(StoreError::NotFound)?;
         inner.resource_version += 1;
+        inner.pod_bytes -= pod.bytes;
         let mut object = pod.object;
         object["metadata"]["resourceVersion"] = json!(inner.resource_version.to_string());
-        self.record(&mut inner, "DELETED", namespace, object.clone());
+        self.record(&mut inner, "DELETED", namespace, object.clone(), pod.bytes);
         Ok(object)
     }
 
@@ -361,6 +395,7 @@ impl Store {
             Some(rv) => inner
                 .history
                 .iter()
+                .map(|(e, _)| e)
                 .filter(|e| e.namespace == namespace && e.resource_version > rv)
                 .map(Event::to_json)
                 .collect(),
@@ -430,9 +465,9 @@ mod tests {
     #[test]
     fn a_watch_older_than_the_history_is_expired() {
         let s = Store::new();
-        for i in 0..(MAX_HISTORY + 10) {
-            let pod = json!({"metadata": {"name": format!("p{i}")}, "spec": {"containers": [{"name": "c"}]}});
-            s.put("default", pod, None).unwrap();
+        s.put("default", pod_named("p"), None).unwrap();
+        for _ in 0..(MAX_HISTORY + 10) {
+            s.put("default", pod_named("p"), Some("p")).unwrap();
         }
         let err = s.watch("default", Some(3)).unwrap_err();
         assert_eq!(err.event()["object"]["code"], 410);
@@ -480,6 +515,47 @@ mod tests {
 
     fn pod_named(name: &str) -> Value {
         json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    }
+
+    /// The store is bounded: MAX_PODS pods, MAX_POD_BYTES of them, the history by count and
+    /// bytes; a refused pod changes nothing, and a deleted one frees its room.
+    #[test]
+    fn the_store_has_a_quota() {
+        let s = Store::new();
+        for i in 0..MAX_PODS {
+            s.put("default", pod_named(&format!("p{i}")), None).unwrap();
+        }
+        let rv = s.list("default").1;
+        assert!(matches!(
+            s.put("default", pod_named("one-more"), None),
+            Err(StoreError::QuotaExceeded { used: MAX_PODS })
+        ));
+        assert_eq!(s.list("default").1, rv);
+        // Updates of existing pods still go through; a deletion makes room.
+        s.put("default", pod_named("p0"), Some("p0")).unwrap();
+        s.delete("default", "p1").unwrap();
+        s.put("default", pod_named("one-more"), None).unwrap();
+
+        // Bytes: a few large pods fill the byte quota before the count.
+        let s = Store::new();
+        let mut big = pod_named("big0");
+        big["metadata"]["annotations"] = json!({"a": "x".repeat(3 << 20)});
+        let mut stored = 0;
+        for i in 0..100 {
+            big["metadata"]["name"] = json!(format!("big{i}"));
+            match s.put("default", big.clone(), None) {
+                Ok(_) => stored += 1,
+                Err(StoreError::QuotaExceeded { .. }) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(
+            stored > 0 && stored <= MAX_POD_BYTES / (3 << 20),
+            "{stored}"
+        );
+        let inner = s.lock();
+        assert!(inner.history_bytes <= MAX_HISTORY_BYTES);
+        assert!(inner.pod_bytes <= MAX_POD_BYTES);
     }
 
     /// As kube-apiserver: no containers is a 422, another namespace in the object a 400, an
