@@ -310,6 +310,10 @@ const GOAWAY_LINGER: Duration = Duration::from_secs(1);
 /// How long at most writes can extend that (a slow reader draining its last answer), from
 /// the moment the last request was answered: pings answered do not keep a connection forever.
 const GOAWAY_CAP: Duration = Duration::from_secs(10);
+/// How long at most a connection stays once marked, whatever is under way: a client that
+/// never opens its flow-control window keeps its answer from ever ending (Go's server has
+/// that gap); an anonymous watch over HTTP/2 ends then too.
+const GOAWAY_HARD_CAP: Duration = Duration::from_secs(30);
 
 /// The end of a connection marked for closing.
 ///
@@ -318,8 +322,10 @@ const GOAWAY_CAP: Duration = Duration::from_secs(10);
 /// refused (`CloseOnMark`), and the connection ends 1 s after its last request is answered
 /// and nothing more is written (h2 may still be sending the answers: a slow reader is not cut
 /// while it reads), at most 10 s after that answer, whatever the client does; a client that
-/// sent requests after the mark gets no extension.
+/// sent requests after the mark gets no extension; and 30 s after the mark at the latest.
 struct WindDown {
+    /// Fires [`GOAWAY_HARD_CAP`] after the mark.
+    hard: Pin<Box<tokio::time::Sleep>>,
     /// Fires [`GOAWAY_LINGER`] after the last write seen.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The bytes written when `linger` was last armed.
@@ -331,6 +337,7 @@ struct WindDown {
 impl WindDown {
     fn new() -> Self {
         Self {
+            hard: Box::pin(tokio::time::sleep(GOAWAY_HARD_CAP)),
             linger: None,
             at: 0,
             cap: None,
@@ -342,6 +349,9 @@ impl WindDown {
         // Registered before the count is read: a request ending in another task after the
         // read wakes this one (see `InFlight`'s drop).
         state.register(cx.waker());
+        if self.hard.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
         if state.in_flight.load(Ordering::Acquire) != 0 {
             return Poll::Pending;
         }
@@ -512,21 +522,25 @@ where
     }
 
     fn call(&mut self, req: Request<R>) -> Self::Future {
-        // Only HTTP/2 responses are marked: HTTP/1.1 requests are not counted; nor is an
-        // HTTP/2 CONNECT, whose tunnel outlives its response body (never marked).
-        let guard =
-            if req.version() == http::Version::HTTP_2 && req.method() != http::Method::CONNECT {
-                if self.state.closing.load(Ordering::Acquire) {
-                    self.state.refused.store(true, Ordering::Relaxed);
-                    return MarkFuture::Refused;
-                }
-                Some(InFlight::new(&self.state))
-            } else {
-                None
+        // Only HTTP/2 responses are marked: HTTP/1.1 requests are not looked at.
+        if req.version() != http::Version::HTTP_2 {
+            return MarkFuture::Calling {
+                inner: self.inner.call(req),
+                state: None,
+                guard: None,
             };
+        }
+        if self.state.closing.load(Ordering::Acquire) {
+            self.state.refused.store(true, Ordering::Relaxed);
+            return MarkFuture::Refused;
+        }
+        // A CONNECT's tunnel outlives its response body: not counted as under way (its mark
+        // is still honoured).
+        let guard = (req.method() != http::Method::CONNECT).then(|| InFlight::new(&self.state));
         MarkFuture::Calling {
-            guard,
             inner: self.inner.call(req),
+            state: Some(Arc::clone(&self.state)),
+            guard,
         }
     }
 }
@@ -538,6 +552,8 @@ pin_project_lite::pin_project! {
         Calling {
             #[pin]
             inner: F,
+            // The connection's state, for an HTTP/2 request.
+            state: Option<Arc<ConnState>>,
             guard: Option<InFlight>,
         },
         Refused,
@@ -553,12 +569,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            MarkProj::Calling { inner, guard } => {
+            MarkProj::Calling {
+                inner,
+                state,
+                guard,
+            } => {
                 let response = std::task::ready!(inner.poll(cx)).map_err(Into::into)?;
-                if let Some(g) = guard.as_ref()
+                if let Some(state) = state.as_ref()
                     && response.extensions().get::<CloseConnection>().is_some()
                 {
-                    g.0.closing.store(true, Ordering::Release);
+                    state.closing.store(true, Ordering::Release);
                 }
                 let guard = guard.take();
                 Poll::Ready(Ok(response.map(|inner| Tracked { inner, guard })))

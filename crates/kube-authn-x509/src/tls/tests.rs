@@ -722,11 +722,16 @@ struct H2Frame {
 impl RawH2 {
     /// Connects with ALPN h2 and sends the preface and empty SETTINGS.
     async fn connect(addr: SocketAddr) -> Self {
+        Self::connect_with_settings(addr, &[]).await
+    }
+
+    /// Connects with ALPN h2 and sends the preface and SETTINGS holding `settings`.
+    async fn connect_with_settings(addr: SocketAddr, settings: &[u8]) -> Self {
         let mut config = (*client(None).config().clone()).clone();
         config.alpn_protocols = vec![b"h2".to_vec()];
         let mut stream = connect(&TlsConnector::from(Arc::new(config)), addr).await;
         let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        hello.extend(h2_frame(H2_SETTINGS, 0, 0, &[]));
+        hello.extend(h2_frame(H2_SETTINGS, 0, 0, settings));
         stream.write_all(&hello).await.unwrap();
         Self {
             stream,
@@ -886,6 +891,52 @@ async fn pings_do_not_keep_a_closing_http2_connection() {
             tokio::select! {
                 frame = h2.next() => if frame.is_none() { return },
                 _ = ping.tick() => h2.send(&h2_frame(H2_PING, 0, 0, &[7; 8])).await,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection stayed open");
+}
+
+/// An unauthenticated CONNECT (whose tunnel, when there is one, is not counted as under way)
+/// closes its connection all the same.
+#[tokio::test]
+async fn an_unauthenticated_http2_connect_closes_the_connection() {
+    let addr = start(authenticator()).await;
+    let mut h2 = RawH2::connect(addr).await;
+    // :method CONNECT, :authority x:443 (literals with the indexed names 2 and 1), END_HEADERS.
+    let mut block = vec![0x02, 7];
+    block.extend_from_slice(b"CONNECT");
+    block.extend_from_slice(&[0x01, 5]);
+    block.extend_from_slice(b"x:443");
+    h2.send(&h2_frame(H2_HEADERS, 0x4, 1, &block)).await;
+    let (mut answered, mut goaway) = (false, false);
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(f) = h2.next().await {
+            match (f.kind, f.id) {
+                (H2_HEADERS, 1) => answered = true,
+                (H2_GOAWAY, 0) => goaway = true,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(answered && goaway, "answered {answered}, GOAWAY {goaway}");
+    assert!(ended.is_ok(), "the connection stayed open");
+}
+
+/// A client that grants no flow-control window (its 401 body can never be sent) and answers
+/// every PING still loses the connection: at most 30 s after the mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_granting_no_window_loses_a_closing_connection() {
+    let addr = start(authenticator()).await;
+    // SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 0.
+    let mut h2 = RawH2::connect_with_settings(addr, &[0, 4, 0, 0, 0, 0]).await;
+    h2.send(&h2_get(1, "/")).await;
+    let ended = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(f) = h2.next().await {
+            if f.kind == H2_PING && f.flags & 1 == 0 {
+                h2.send(&h2_frame(H2_PING, 1, 0, &f.payload)).await;
             }
         }
     })
