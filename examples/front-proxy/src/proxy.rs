@@ -111,6 +111,17 @@ fn upstream_url(base: &str, upstream: &reqwest::Url, path: &str) -> Result<reqwe
     if !path.starts_with('/') {
         return Err(format!("{path:?} is not an absolute path"));
     }
+    // An encoded slash or backslash would let a gateway that decodes it before resolving dot
+    // segments climb out of the upstream's path (`/..%2fcluster-b`): no Kubernetes path holds
+    // one (names cannot contain `/`).
+    let raw_path = path
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if raw_path.contains("%2f") || raw_path.contains("%5c") || raw_path.contains('\\') {
+        return Err(format!("{path:?} holds an encoded slash"));
+    }
     let url = reqwest::Url::parse(&format!("{base}{path}")).map_err(|e| e.to_string())?;
     if url.scheme() != upstream.scheme()
         || url.host() != upstream.host()
@@ -349,9 +360,18 @@ mod tests {
             "/%2E%2E/healthz",
             "/api/../../cluster-b",
             "/./../x",
+            "/..%2fcluster-b/api",
+            "/%2e%2e%2Fcluster-b",
+            "/..%5ccluster-b",
+            "/..\\cluster-b",
         ] {
             assert!(check(up, path).is_err(), "{path}: {:?}", check(up, path));
         }
+        // An encoded slash in the query is not in the path.
+        assert_eq!(
+            check(up, "/api?fieldSelector=a%2Fb").unwrap(),
+            "https://gw.example/cluster-a/api?fieldSelector=a%2Fb"
+        );
         // Dot segments that stay inside are resolved as any URL's are.
         assert_eq!(
             check(up, "/api/../healthz").unwrap(),

@@ -166,6 +166,13 @@ fn store_error(e: StoreError, name: &str, pretty: Pretty) -> Response {
             Some(Details::pod(name)),
             pretty,
         ),
+        StoreError::TooLarge => status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "etcdserver: request is too large",
+            None,
+            pretty,
+        ),
         StoreError::QuotaExceeded { used } => status(
             StatusCode::FORBIDDEN,
             "Forbidden",
@@ -446,8 +453,28 @@ fn watch_timeout(seconds: Option<i64>) -> Duration {
     }
 }
 
+/// The event a watch with `selectors` sees for `e`, as kube-apiserver's watch cache
+/// (`convertToWatchEvent`): a pod that enters the selection is `ADDED`, one that leaves it
+/// `DELETED` (its previous state, at the new resource version); others pass as they are when
+/// they match.
+fn selected(e: &crate::store::Event, selectors: &crate::selector::Selectors) -> Option<Value> {
+    let now = selectors.matches(&e.object);
+    let before = e.previous.as_ref().is_some_and(|p| selectors.matches(p));
+    match (e.kind, now, before) {
+        ("MODIFIED", true, false) => Some(json!({"type": "ADDED", "object": e.object})),
+        ("MODIFIED", false, true) => {
+            let mut previous = e.previous.clone().unwrap_or_default();
+            previous["metadata"]["resourceVersion"] =
+                e.object["metadata"]["resourceVersion"].clone();
+            Some(json!({"type": "DELETED", "object": previous}))
+        }
+        (_, true, _) => Some(e.to_json()),
+        _ => None,
+    }
+}
+
 fn watch_stream(
-    initial: Vec<Value>,
+    initial: Vec<crate::store::Event>,
     rx: broadcast::Receiver<crate::store::Event>,
     ns: String,
     timeout: Duration,
@@ -455,8 +482,8 @@ fn watch_stream(
 ) -> impl Stream<Item = Value> + Send + 'static {
     let deadline = tokio::time::Instant::now() + timeout;
     let initial: Vec<Value> = initial
-        .into_iter()
-        .filter(|e| selectors.matches(&e["object"]))
+        .iter()
+        .filter_map(|e| selected(e, &selectors))
         .collect();
     let live = stream::unfold(Some((rx, ns)), move |state| {
         let selectors = std::sync::Arc::clone(&selectors);
@@ -467,9 +494,10 @@ fn watch_stream(
                     return None;
                 };
                 match next {
-                    Ok(e) if e.namespace == ns && selectors.matches(&e.object) => {
-                        return Some((e.to_json(), Some((rx, ns))));
-                    }
+                    Ok(e) if e.namespace == ns => match selected(&e, &selectors) {
+                        Some(event) => return Some((event, Some((rx, ns)))),
+                        None => continue,
+                    },
                     Ok(_) => continue,
                     // This watcher fell behind: tell it, as Kubernetes does, and end the stream.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -743,6 +771,55 @@ async fn send_stream(mut socket: WebSocket, body: impl Stream<Item = Bytes> + Se
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A watch with a selector sees a pod enter its selection as ADDED and leave it as
+    /// DELETED (the previous object at the new version), as kube-apiserver's watch cache.
+    #[test]
+    fn selected_events_follow_the_selection() {
+        let pod = |app: &str, rv: &str| json!({"metadata": {"name": "p", "labels": {"app": app}, "resourceVersion": rv}});
+        let sel = crate::selector::Selectors::parse(None, Some("app=web")).unwrap();
+        let event = |kind, object, previous| crate::store::Event {
+            kind,
+            namespace: "default".into(),
+            resource_version: 2,
+            object,
+            previous,
+        };
+        let cases = [
+            (
+                event("MODIFIED", pod("web", "2"), Some(pod("web", "1"))),
+                Some("MODIFIED"),
+            ),
+            (
+                event("MODIFIED", pod("web", "2"), Some(pod("db", "1"))),
+                Some("ADDED"),
+            ),
+            (
+                event("MODIFIED", pod("db", "2"), Some(pod("web", "1"))),
+                Some("DELETED"),
+            ),
+            (
+                event("MODIFIED", pod("db", "2"), Some(pod("db", "1"))),
+                None,
+            ),
+            (event("ADDED", pod("web", "2"), None), Some("ADDED")),
+            (event("ADDED", pod("db", "2"), None), None),
+            (event("DELETED", pod("web", "2"), None), Some("DELETED")),
+        ];
+        for (e, want) in cases {
+            let got = selected(&e, &sel);
+            assert_eq!(
+                got.as_ref().map(|v| v["type"].as_str().unwrap()),
+                want,
+                "{e:?}"
+            );
+            if want == Some("DELETED") && e.kind == "MODIFIED" {
+                let object = &got.unwrap()["object"];
+                assert_eq!(object["metadata"]["labels"]["app"], "web");
+                assert_eq!(object["metadata"]["resourceVersion"], "2");
+            }
+        }
+    }
 
     /// `timeoutSeconds` as kube-apiserver reads it, any int64 (it once panicked the handler
     /// beyond what an `Instant` holds).

@@ -16,6 +16,11 @@ const MAX_HISTORY_BYTES: usize = 64 << 20;
 /// quota, so that no client can grow it without bound.
 pub(crate) const MAX_PODS: usize = 1_000;
 const MAX_POD_BYTES: usize = 64 << 20;
+/// The largest object stored (etcd's default request limit, 1.5 MiB), as completed by the
+/// server.
+const MAX_OBJECT_BYTES: usize = 3 << 19;
+/// Watch events a slow watcher may leave unread before it is told it fell behind (410).
+const EVENT_BUFFER: usize = 128;
 
 /// A watch event: `ADDED`, `MODIFIED` or `DELETED` with the object.
 #[derive(Clone, Debug)]
@@ -24,6 +29,9 @@ pub(crate) struct Event {
     pub(crate) namespace: String,
     pub(crate) resource_version: u64,
     pub(crate) object: Value,
+    /// The object before a `MODIFIED` event: a watch with selectors sees a pod leave (as
+    /// `DELETED`) or enter (as `ADDED`) its selection.
+    pub(crate) previous: Option<Value>,
 }
 
 impl Event {
@@ -95,6 +103,8 @@ pub(crate) enum StoreError {
     QuotaExceeded {
         used: usize,
     },
+    /// The completed object is over [`MAX_OBJECT_BYTES`].
+    TooLarge,
     Invalid(&'static str),
     /// The body is not a Pod (a field of the wrong JSON type): Kubernetes' decoding error.
     BadRequest(String),
@@ -155,7 +165,7 @@ pub(crate) fn rfc3339(secs: u64) -> String {
 
 impl Store {
     pub(crate) fn new() -> Self {
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (logs, _) = broadcast::channel(4096);
         Self {
             inner: Arc::new(Mutex::new(Inner::default())),
@@ -168,12 +178,13 @@ impl Store {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Records an event; `bytes` is the size of the objects it holds.
     fn record(
         &self,
         inner: &mut Inner,
         kind: &'static str,
         namespace: &str,
-        object: Value,
+        (object, previous): (Value, Option<Value>),
         bytes: usize,
     ) {
         let event = Event {
@@ -181,6 +192,7 @@ impl Store {
             namespace: namespace.to_owned(),
             resource_version: inner.resource_version,
             object,
+            previous,
         };
         inner.history.push_back((event.clone(), bytes));
         inner.history_bytes += bytes;
@@ -263,12 +275,21 @@ impl Store {
                     .to_owned(),
             ));
         }
-        if object
-            .pointer("/spec/containers")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty)
-        {
-            return Err(StoreError::Invalid("spec.containers: Required value"));
+        match object.pointer("/spec/containers").and_then(Value::as_array) {
+            None => return Err(StoreError::Invalid("spec.containers: Required value")),
+            Some(containers) if containers.is_empty() => {
+                return Err(StoreError::Invalid("spec.containers: Required value"));
+            }
+            Some(containers)
+                if containers
+                    .iter()
+                    .any(|c| c["name"].as_str().is_none_or(str::is_empty)) =>
+            {
+                return Err(StoreError::Invalid(
+                    "spec.containers[].name: Required value",
+                ));
+            }
+            Some(_) => {}
         }
         let mut inner = self.lock();
         let key = (namespace.to_owned(), name.clone());
@@ -277,14 +298,6 @@ impl Store {
             (Some(_), None) => return Err(StoreError::AlreadyExists),
             (None, Some(_)) => return Err(StoreError::NotFound),
             _ => {}
-        }
-        let bytes = serde_json::to_vec(&object).map_or(0, |v| v.len());
-        let replaced = inner.pods.get(&key).map_or(0, |p| p.bytes);
-        let count = inner.pods.len() + usize::from(existing.is_none());
-        if count > MAX_PODS || inner.pod_bytes - replaced + bytes > MAX_POD_BYTES {
-            return Err(StoreError::QuotaExceeded {
-                used: inner.pods.len(),
-            });
         }
         // An update with a resourceVersion applies to that version only (optimistic
         // concurrency); without one it applies to the current object.
@@ -301,8 +314,9 @@ impl Store {
         {
             return Err(StoreError::Conflict);
         }
-        inner.resource_version += 1;
-        let rv = inner.resource_version;
+        // The version this write gets if it is taken (the object is completed first: the
+        // quota counts what is stored).
+        let rv = inner.resource_version + 1;
         object["apiVersion"] = json!("v1");
         object["kind"] = json!("Pod");
         let meta = &mut object["metadata"];
@@ -332,6 +346,28 @@ impl Store {
                 .unwrap_or_default();
             object["status"]["containerStatuses"] = json!(statuses);
         }
+        // Kubernetes' defaults of the fields a field selector may name.
+        for (field, default) in [
+            ("restartPolicy", "Always"),
+            ("schedulerName", "default-scheduler"),
+            ("serviceAccountName", "default"),
+        ] {
+            if object["spec"][field].as_str().is_none_or(str::is_empty) {
+                object["spec"][field] = json!(default);
+            }
+        }
+        let bytes = serde_json::to_vec(&object).map_or(usize::MAX, |v| v.len());
+        if bytes > MAX_OBJECT_BYTES {
+            return Err(StoreError::TooLarge);
+        }
+        let replaced = inner.pods.get(&key).map_or(0, |p| p.bytes);
+        let count = inner.pods.len() + usize::from(existing.is_none());
+        if count > MAX_PODS || inner.pod_bytes - replaced + bytes > MAX_POD_BYTES {
+            return Err(StoreError::QuotaExceeded {
+                used: inner.pods.len(),
+            });
+        }
+        inner.resource_version = rv;
         let kind = if existing.is_some() {
             "MODIFIED"
         } else {
@@ -351,7 +387,15 @@ impl Store {
                 lines_written,
             },
         );
-        self.record(&mut inner, kind, namespace, object.clone(), bytes);
+        let previous = existing.map(|old| (old, replaced));
+        let event_bytes = bytes + previous.as_ref().map_or(0, |(_, size)| *size);
+        self.record(
+            &mut inner,
+            kind,
+            namespace,
+            (object.clone(), previous.map(|(old, _)| old)),
+            event_bytes,
+        );
         Ok(object)
     }
 
@@ -365,7 +409,13 @@ impl Store {
         inner.pod_bytes -= pod.bytes;
         let mut object = pod.object;
         object["metadata"]["resourceVersion"] = json!(inner.resource_version.to_string());
-        self.record(&mut inner, "DELETED", namespace, object.clone(), pod.bytes);
+        self.record(
+            &mut inner,
+            "DELETED",
+            namespace,
+            (object.clone(), None),
+            pod.bytes,
+        );
         Ok(object)
     }
 
@@ -375,7 +425,7 @@ impl Store {
         &self,
         namespace: &str,
         since: Option<u64>,
-    ) -> Result<(Vec<Value>, broadcast::Receiver<Event>), TooOld> {
+    ) -> Result<(Vec<Event>, broadcast::Receiver<Event>), TooOld> {
         let inner = self.lock();
         if let Some(rv) = since.filter(|rv| *rv != 0 && *rv < inner.compacted) {
             return Err(TooOld {
@@ -390,14 +440,20 @@ impl Store {
                 .pods
                 .iter()
                 .filter(|((ns, _), _)| ns == namespace)
-                .map(|(_, p)| json!({"type": "ADDED", "object": p.object}))
+                .map(|(_, p)| Event {
+                    kind: "ADDED",
+                    namespace: namespace.to_owned(),
+                    resource_version: inner.resource_version,
+                    object: p.object.clone(),
+                    previous: None,
+                })
                 .collect(),
             Some(rv) => inner
                 .history
                 .iter()
                 .map(|(e, _)| e)
                 .filter(|e| e.namespace == namespace && e.resource_version > rv)
-                .map(Event::to_json)
+                .cloned()
                 .collect(),
         };
         Ok((initial, rx))
@@ -539,7 +595,7 @@ mod tests {
         // Bytes: a few large pods fill the byte quota before the count.
         let s = Store::new();
         let mut big = pod_named("big0");
-        big["metadata"]["annotations"] = json!({"a": "x".repeat(3 << 20)});
+        big["metadata"]["annotations"] = json!({"a": "x".repeat(1 << 20)});
         let mut stored = 0;
         for i in 0..100 {
             big["metadata"]["name"] = json!(format!("big{i}"));
@@ -550,12 +606,41 @@ mod tests {
             }
         }
         assert!(
-            stored > 0 && stored <= MAX_POD_BYTES / (3 << 20),
+            stored > 0 && stored <= MAX_POD_BYTES / (1 << 20),
             "{stored}"
         );
-        let inner = s.lock();
-        assert!(inner.history_bytes <= MAX_HISTORY_BYTES);
-        assert!(inner.pod_bytes <= MAX_POD_BYTES);
+        {
+            let inner = s.lock();
+            assert!(inner.history_bytes <= MAX_HISTORY_BYTES);
+            assert!(inner.pod_bytes <= MAX_POD_BYTES);
+        }
+
+        // What is counted is the object as stored: 60,000 containers of a few bytes each
+        // become 60,000 generated container statuses, over the object limit.
+        let mut many = pod_named("many");
+        many["spec"]["containers"] = json!(vec![json!({"name": "c"}); 60_000]);
+        assert!(serde_json::to_vec(&many).unwrap().len() < MAX_OBJECT_BYTES);
+        assert!(matches!(
+            Store::new().put("default", many, None),
+            Err(StoreError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn kubernetes_defaults_are_applied() {
+        let s = Store::new();
+        let p = s.put("default", pod_named("p"), None).unwrap();
+        assert_eq!(p["spec"]["restartPolicy"], "Always");
+        assert_eq!(p["spec"]["schedulerName"], "default-scheduler");
+        assert_eq!(p["spec"]["serviceAccountName"], "default");
+        let mut unnamed = pod_named("q");
+        unnamed["spec"]["containers"] = json!([{"image": "busybox"}]);
+        assert!(matches!(
+            s.put("default", unnamed, None),
+            Err(StoreError::Invalid(
+                "spec.containers[].name: Required value"
+            ))
+        ));
     }
 
     /// As kube-apiserver: no containers is a 422, another namespace in the object a 400, an
@@ -615,11 +700,13 @@ mod tests {
         s.put("default", pod.clone(), Some("p")).unwrap();
         s.delete("default", "p").unwrap();
         let (events, _) = s.watch("default", Some(1)).unwrap();
-        let kinds: Vec<_> = events
-            .iter()
-            .map(|e| e["type"].as_str().unwrap().to_owned())
-            .collect();
+        let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["MODIFIED", "DELETED"]);
+        // The update holds the pod as it was before.
+        assert_eq!(
+            events[0].previous.as_ref().unwrap()["metadata"]["resourceVersion"],
+            created["metadata"]["resourceVersion"]
+        );
         assert!(s.list("default").0.is_empty());
     }
 }
