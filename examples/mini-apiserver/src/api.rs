@@ -612,7 +612,7 @@ async fn pod_log(
         Ok(Query(q)) => q,
         Err(rejection) => return bad_query(&rejection, pretty),
     };
-    let Some((lines, rx)) = s.store.logs(&ns, &name, q.tail_lines) else {
+    let Some((lines, last, rx)) = s.store.logs(&ns, &name, q.tail_lines) else {
         return store_error(StoreError::NotFound, &name, pretty);
     };
     let past = stream::iter(
@@ -622,18 +622,30 @@ async fn pod_log(
     );
     let body: std::pin::Pin<Box<dyn Stream<Item = Bytes> + Send>> = if truthy(q.follow.as_deref()) {
         let store = s.store.clone();
+        // `last`: the number of the last line sent; the live lines up to it were in the
+        // backlog, and after a lag the kept lines fill the gap (none is dropped while kept).
         let live = stream::unfold(
-            (rx, store, ns, name),
-            |(mut rx, store, ns, name)| async move {
+            (rx, store, ns, name, last),
+            |(mut rx, store, ns, name, mut last)| async move {
                 loop {
                     match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-                        Ok(Ok(l)) if l.namespace == ns && l.pod == name => {
+                        Ok(Ok(l)) if l.namespace == ns && l.pod == name && l.number > last => {
+                            last = l.number;
                             return Some((
                                 Bytes::from(l.line.as_bytes().to_vec()),
-                                (rx, store, ns, name),
+                                (rx, store, ns, name, last),
                             ));
                         }
-                        Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                            let (missed, newest) = store.lines_after(&ns, &name, last)?;
+                            last = newest;
+                            if missed.is_empty() {
+                                continue;
+                            }
+                            let chunk: String = missed.iter().map(|l| &**l).collect();
+                            return Some((Bytes::from(chunk), (rx, store, ns, name, last)));
+                        }
                         Ok(Err(broadcast::error::RecvError::Closed)) => return None,
                         // Quiet for a while: end the stream if the pod is gone.
                         Err(_) if !store.exists(&ns, &name) => return None,

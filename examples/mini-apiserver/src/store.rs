@@ -45,6 +45,8 @@ impl Event {
 pub(crate) struct LogLine {
     pub(crate) namespace: String,
     pub(crate) pod: String,
+    /// The line's number in the pod's log (from 1).
+    pub(crate) number: u64,
     pub(crate) line: Arc<str>,
 }
 
@@ -465,12 +467,30 @@ impl Store {
         namespace: &str,
         name: &str,
         tail: Option<usize>,
-    ) -> Option<(Vec<Arc<str>>, broadcast::Receiver<LogLine>)> {
+    ) -> Option<(Vec<Arc<str>>, u64, broadcast::Receiver<LogLine>)> {
         let inner = self.lock();
         let pod = inner.pods.get(&(namespace.to_owned(), name.to_owned()))?;
         let skip = tail.map_or(0, |t| pod.logs.len().saturating_sub(t));
         let lines = pod.logs.iter().skip(skip).cloned().collect();
-        Some((lines, self.logs.subscribe()))
+        Some((lines, pod.lines_written, self.logs.subscribe()))
+    }
+
+    /// The pod's kept lines after line `after`, with the number of the last one: what a
+    /// follower that fell behind the live lines missed (`None` when the pod is gone).
+    pub(crate) fn lines_after(
+        &self,
+        namespace: &str,
+        name: &str,
+        after: u64,
+    ) -> Option<(Vec<Arc<str>>, u64)> {
+        let inner = self.lock();
+        let pod = inner.pods.get(&(namespace.to_owned(), name.to_owned()))?;
+        let missed = usize::try_from(pod.lines_written.saturating_sub(after)).unwrap_or(usize::MAX);
+        let skip = pod.logs.len().saturating_sub(missed);
+        Some((
+            pod.logs.iter().skip(skip).cloned().collect(),
+            pod.lines_written,
+        ))
     }
 
     pub(crate) fn exists(&self, namespace: &str, name: &str) -> bool {
@@ -496,6 +516,7 @@ impl Store {
             let _ = self.logs.send(LogLine {
                 namespace: ns.clone(),
                 pod: name.clone(),
+                number: pod.lines_written,
                 line,
             });
         }
@@ -624,6 +645,40 @@ mod tests {
             Store::new().put("default", many, None),
             Err(StoreError::TooLarge)
         ));
+    }
+
+    /// What a follower that fell behind missed: the kept lines after the last it sent, and
+    /// the number of the newest; the live lines carry their numbers.
+    #[test]
+    fn lines_after_fill_a_followers_gap() {
+        let s = Store::new();
+        s.put("default", pod_named("p"), None).unwrap();
+        let (_, last, mut rx) = s.logs("default", "p", None).unwrap();
+        assert_eq!(last, 0);
+        for _ in 0..5 {
+            s.tick();
+        }
+        let numbers: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|l| l.number)
+            .collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5]);
+        let (missed, newest) = s.lines_after("default", "p", 2).unwrap();
+        assert_eq!(newest, 5);
+        let ends: Vec<&str> = missed
+            .iter()
+            .map(|l| l.trim_end().rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(ends, ["3", "4", "5"]);
+        // Beyond what is kept: the kept lines only.
+        for _ in 0..MAX_LOG_LINES {
+            s.tick();
+        }
+        let (missed, newest) = s.lines_after("default", "p", 0).unwrap();
+        assert_eq!(
+            (missed.len(), newest),
+            (MAX_LOG_LINES, 5 + MAX_LOG_LINES as u64)
+        );
+        assert!(s.lines_after("default", "gone", 0).is_none());
     }
 
     #[test]
