@@ -63,7 +63,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -216,11 +215,12 @@ fn store_error(e: StoreError, name: &str, pretty: Pretty) -> Response {
 pub(crate) const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// A body that could not be read: too large (413, kube-apiserver's message), else 400.
-fn body_rejection(
-    rejection: &axum::extract::rejection::BytesRejection,
-    pretty: Pretty,
-) -> Response {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+fn body_rejection(error: &axum::Error, pretty: Pretty) -> Response {
+    let too_large = std::iter::successors(Some(error as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .any(|e| e.is::<http_body_util::LengthLimitError>());
+    if too_large {
         return status(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
@@ -232,7 +232,7 @@ fn body_rejection(
     status(
         StatusCode::BAD_REQUEST,
         "BadRequest",
-        &rejection.body_text(),
+        &format!("unable to read the request body: {error}"),
         None,
         pretty,
     )
@@ -520,11 +520,13 @@ async fn create_pod(
     State(s): State<AppState>,
     Path(ns): Path<String>,
     pretty: Pretty,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Response {
-    let body = match body {
+    // Read here, with kube-apiserver's limit (a router-wide `DefaultBodyLimit` layer would
+    // wrap every route, and cost every request).
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => body,
-        Err(rejection) => return body_rejection(&rejection, pretty),
+        Err(e) => return body_rejection(&e, pretty),
     };
     let Ok(object) = serde_json::from_slice::<Value>(&body) else {
         return status(
@@ -550,11 +552,13 @@ async fn replace_pod(
     State(s): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
     pretty: Pretty,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Response {
-    let body = match body {
+    // Read here, with kube-apiserver's limit (a router-wide `DefaultBodyLimit` layer would
+    // wrap every route, and cost every request).
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => body,
-        Err(rejection) => return body_rejection(&rejection, pretty),
+        Err(e) => return body_rejection(&e, pretty),
     };
     let Ok(object) = serde_json::from_slice::<Value>(&body) else {
         return status(

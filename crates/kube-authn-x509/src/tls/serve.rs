@@ -270,10 +270,9 @@ async fn connection<S, B>(
     let _ = handshaken.send(());
     let (io, service) = accepted.serve(service);
     let state = Arc::new(ConnState::default());
-    let io = TokioIo::new(Progress {
-        inner: known.watching(io.into_inner()),
-        state: Arc::clone(&state),
-    });
+    let mut io = known.watching(io.into_inner());
+    io.progress = Some(Arc::clone(&state));
+    let io = TokioIo::new(io);
     let service = CloseOnMark {
         inner: service,
         state: Arc::clone(&state),
@@ -413,58 +412,6 @@ impl ConnState {
         if self.closing.load(Ordering::Relaxed) {
             self.written.fetch_add(n, Ordering::Relaxed);
         }
-    }
-}
-
-/// The connection's stream, counting the bytes written into its [`ConnState`].
-struct Progress<T> {
-    inner: T,
-    state: Arc<ConnState>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Progress<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Progress<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let written = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-        this.state.wrote(written);
-        Poll::Ready(Ok(written))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let written = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
-        this.state.wrote(written);
-        Poll::Ready(Ok(written))
     }
 }
 
@@ -644,6 +591,7 @@ impl ProtocolKnown {
             inner: io,
             state: Detect::Preface(0),
             known: self.clone(),
+            progress: None,
         }
     }
 }
@@ -674,6 +622,8 @@ struct Detecting<T> {
     inner: T,
     state: Detect,
     known: ProtocolKnown,
+    /// The connection's closing state, counting the bytes written once it is closing.
+    progress: Option<Arc<ConnState>>,
 }
 
 impl<T> Detecting<T> {
@@ -779,7 +729,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Detecting<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        if let Some(state) = &this.progress {
+            state.wrote(written);
+        }
+        Poll::Ready(Ok(written))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -799,7 +754,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Detecting<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        if let Some(state) = &this.progress {
+            state.wrote(written);
+        }
+        Poll::Ready(Ok(written))
     }
 }
 
