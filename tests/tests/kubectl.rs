@@ -34,6 +34,29 @@ fn kubectl(s: &Server, home: &std::path::Path, args: &[&str]) -> Command {
     c
 }
 
+/// Starts a kubectl that streams (`get -w`, `logs -f`): the child and its output lines.
+fn streaming(
+    s: &Server,
+    home: &std::path::Path,
+    args: &[&str],
+) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = kubectl(s, home, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
 fn run(s: &Server, home: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = kubectl(s, home, args)
         .output()
@@ -98,7 +121,7 @@ async fn get_pods_watch_and_follow_logs() {
     assert!(out.lines().any(|l| l.starts_with("web ")), "{out}");
 
     // get -w: a pod created after the watch started shows up
-    let mut watch = kubectl(
+    let (mut watch, rx) = streaming(
         &s,
         home.path(),
         &[
@@ -111,20 +134,7 @@ async fn get_pods_watch_and_follow_logs() {
             "-o",
             "name",
         ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let out = watch.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    );
     assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "pod/web");
     c.post(&base)
         .header("Authorization", "Bearer token1")
@@ -154,7 +164,7 @@ async fn get_pods_watch_and_follow_logs() {
 
     // logs -f with one line of backlog (--tail=1): the next lines can only come from the
     // stream, as the simulator writes them.
-    let mut logs = kubectl(
+    let (mut logs, rx) = streaming(
         &s,
         home.path(),
         &[
@@ -166,20 +176,7 @@ async fn get_pods_watch_and_follow_logs() {
             "--tail=1",
             "web",
         ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let out = logs.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    );
     let mut numbers = Vec::new();
     while numbers.len() < 3 {
         let line = rx.recv_timeout(Duration::from_secs(20)).unwrap();
@@ -233,7 +230,7 @@ async fn selectors_and_the_watch_of_one_pod() {
     assert_eq!(names(&["--field-selector", "metadata.name=db"]), ["pod/db"]);
     assert_eq!(names(&["-l", "app!=web,app!=db"]), Vec::<String>::new());
 
-    let mut watch = kubectl(
+    let (mut watch, rx) = streaming(
         &s,
         home.path(),
         &[
@@ -247,20 +244,7 @@ async fn selectors_and_the_watch_of_one_pod() {
             "-o",
             "name",
         ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let out = watch.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    );
     assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "pod/web");
     // Another pod, then a change of web: the watch shows web's change only (events come in
     // order, so the other pod would have come first).
