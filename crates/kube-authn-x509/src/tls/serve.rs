@@ -291,10 +291,15 @@ async fn connection<S, B>(
             tracing::debug!(target: "kube_authn::serve", %addr, "closing the connection of an unauthenticated HTTP/2 client");
             conn.as_mut().graceful_shutdown();
         }
+        // The connection first: what it has to write goes out before its time is looked at
+        // (a task starved past the linger must not drop answers it has not flushed yet).
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
         if closing && wind_down.get_or_insert_with(WindDown::new).poll(&state, cx).is_ready() {
             return Poll::Ready(Ok(()));
         }
-        conn.as_mut().poll(cx)
+        Poll::Pending
     })
     .await;
     if let Err(e) = result {
