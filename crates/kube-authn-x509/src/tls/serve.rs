@@ -314,9 +314,10 @@ const GOAWAY_LINGER: Duration = Duration::from_secs(1);
 /// How long at most writes can extend that (a slow reader draining its last answer), from
 /// the moment the last request was answered: pings answered do not keep a connection forever.
 const GOAWAY_CAP: Duration = Duration::from_secs(10);
-/// How long at most a connection stays once marked, whatever is under way: a client that
-/// never opens its flow-control window keeps its answer from ever ending (Go's server has
-/// that gap); an anonymous watch over HTTP/2 ends then too.
+/// How long at most a marked answer (a 401, an anonymous user's) may stay under way after the
+/// mark: a client that never opens its flow-control window keeps its answer from ever ending
+/// (Go's server has that gap); an anonymous watch over HTTP/2 ends then too. Authenticated
+/// streams of the connection are not cut by it.
 const GOAWAY_HARD_CAP: Duration = Duration::from_secs(30);
 
 /// The end of a connection marked for closing.
@@ -326,7 +327,8 @@ const GOAWAY_HARD_CAP: Duration = Duration::from_secs(30);
 /// refused (`CloseOnMark`), and the connection ends 1 s after its last request is answered
 /// and nothing more is written (h2 may still be sending the answers: a slow reader is not cut
 /// while it reads), at most 10 s after that answer, whatever the client does; a client that
-/// sent requests after the mark gets no extension; and 30 s after the mark at the latest.
+/// sent requests after the mark gets no extension; and 30 s after the mark at the latest
+/// while a marked answer is still under way.
 struct WindDown {
     /// Fires [`GOAWAY_HARD_CAP`] after the mark.
     hard: Pin<Box<tokio::time::Sleep>>,
@@ -353,7 +355,9 @@ impl WindDown {
         // Registered before the count is read: a request ending in another task after the
         // read wakes this one (see `InFlight`'s drop).
         state.register(cx.waker());
-        if self.hard.as_mut().poll(cx).is_ready() {
+        // The hard cap is for marked answers (a 401, an anonymous user's) that never end;
+        // authenticated streams under way on the connection finish as they would in Go.
+        if self.hard.as_mut().poll(cx).is_ready() && state.marked.load(Ordering::Acquire) != 0 {
             return Poll::Ready(());
         }
         if state.in_flight.load(Ordering::Acquire) != 0 {
@@ -392,6 +396,8 @@ impl WindDown {
 struct ConnState {
     closing: AtomicBool,
     in_flight: AtomicUsize,
+    /// Marked answers (401s, anonymous users') under way.
+    marked: AtomicUsize,
     /// Bytes written to the connection since it was marked for closing (wrapping: only
     /// changes are looked at).
     written: AtomicUsize,
@@ -421,24 +427,43 @@ impl ConnState {
 }
 
 /// One request under way, counted in its connection's [`ConnState`] until dropped.
-struct InFlight(Arc<ConnState>);
+struct InFlight {
+    state: Arc<ConnState>,
+    /// Whether the answer was marked (counted in `marked` too).
+    marked: bool,
+}
 
 impl InFlight {
     fn new(state: &Arc<ConnState>) -> Self {
         state.in_flight.fetch_add(1, Ordering::AcqRel);
-        Self(Arc::clone(state))
+        Self {
+            state: Arc::clone(state),
+            marked: false,
+        }
+    }
+
+    /// The answer asks for the connection's end.
+    fn mark(&mut self) {
+        if !self.marked {
+            self.marked = true;
+            self.state.marked.fetch_add(1, Ordering::AcqRel);
+        }
+        self.state.closing.store(true, Ordering::Release);
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if self.marked {
+            self.state.marked.fetch_sub(1, Ordering::AcqRel);
+        }
         // The last request of a closing connection: the connection task may be waiting for
         // it (hyper drops the body after it has woken that task for the stream's end).
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
-            && self.0.closing.load(Ordering::Acquire)
+        if self.state.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.state.closing.load(Ordering::Acquire)
         {
             let waker = self
-                .0
+                .state
                 .waker
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -487,11 +512,15 @@ where
             return MarkFuture::Refused;
         }
         // A CONNECT's tunnel outlives its response body: not counted as under way (its mark
-        // is still honoured).
-        let guard = (req.method() != http::Method::CONNECT).then(|| InFlight::new(&self.state));
+        // is still honoured, through `state`).
+        let (state, guard) = if req.method() == http::Method::CONNECT {
+            (Some(Arc::clone(&self.state)), None)
+        } else {
+            (None, Some(InFlight::new(&self.state)))
+        };
         MarkFuture::Calling {
             inner: self.inner.call(req),
-            state: Some(Arc::clone(&self.state)),
+            state,
             guard,
         }
     }
@@ -504,7 +533,8 @@ pin_project_lite::pin_project! {
         Calling {
             #[pin]
             inner: F,
-            // The connection's state, for an HTTP/2 request.
+            // The connection's state, for an HTTP/2 CONNECT (other requests reach it through
+            // their guard).
             state: Option<Arc<ConnState>>,
             guard: Option<InFlight>,
         },
@@ -527,10 +557,14 @@ where
                 guard,
             } => {
                 let response = std::task::ready!(inner.poll(cx)).map_err(Into::into)?;
-                if let Some(state) = state.as_ref()
+                if (guard.is_some() || state.is_some())
                     && response.extensions().get::<CloseConnection>().is_some()
                 {
-                    state.closing.store(true, Ordering::Release);
+                    match (guard.as_mut(), state.as_ref()) {
+                        (Some(guard), _) => guard.mark(),
+                        (None, Some(state)) => state.closing.store(true, Ordering::Release),
+                        (None, None) => {}
+                    }
                 }
                 let guard = guard.take();
                 Poll::Ready(Ok(response.map(|inner| Tracked { inner, guard })))
