@@ -191,8 +191,22 @@ async fn get_pods_watch_and_follow_logs() {
         numbers[0] >= tail[tail.len() - 1],
         "the backlog starts at the latest line: {numbers:?} after {tail:?}"
     );
-    let _ = logs.kill();
-    let _ = logs.wait();
+    // The pod goes: the follow ends (kubectl exits), while other pods go on writing.
+    let resp = c
+        .delete(format!("{base}/web"))
+        .header("Authorization", "Bearer token1")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let start = std::time::Instant::now();
+    while logs.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "logs -f still running after the pod was deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Selectors as kube-apiserver applies them: `get pods -l`, `--field-selector`, and

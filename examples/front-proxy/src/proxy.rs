@@ -112,8 +112,9 @@ fn upstream_url(base: &str, upstream: &reqwest::Url, path: &str) -> Result<reqwe
         return Err(format!("{path:?} is not an absolute path"));
     }
     // An encoded slash or backslash would let a gateway that decodes it before resolving dot
-    // segments climb out of the upstream's path (`/..%2fcluster-b`): no Kubernetes path holds
-    // one (names cannot contain `/`).
+    // segments climb out of the upstream's path (`/..%2fcluster-b`). Refused: resource names
+    // cannot hold one; the cost is the service and pod `proxy` subresources, whose remaining
+    // path cannot hold one through this proxy.
     let raw_path = path
         .split(['?', '#'])
         .next()

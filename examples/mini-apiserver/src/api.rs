@@ -172,6 +172,16 @@ fn store_error(e: StoreError, name: &str, pretty: Pretty) -> Response {
             None,
             pretty,
         ),
+        StoreError::StorageQuotaExceeded { requested, used } => status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!(
+                "pods \"{name}\" is forbidden: exceeded quota: mini-apiserver, requested: storage={requested}, used: storage={used}, limited: storage={}",
+                crate::store::MAX_POD_BYTES
+            ),
+            Some(Details::pod(name)),
+            pretty,
+        ),
         StoreError::QuotaExceeded { used } => status(
             StatusCode::FORBIDDEN,
             "Forbidden",
@@ -474,8 +484,8 @@ fn selected(e: &crate::store::Event, selectors: &crate::selector::Selectors) -> 
 }
 
 fn watch_stream(
-    initial: Vec<crate::store::Event>,
-    rx: broadcast::Receiver<crate::store::Event>,
+    initial: Vec<std::sync::Arc<crate::store::Event>>,
+    rx: broadcast::Receiver<std::sync::Arc<crate::store::Event>>,
     ns: String,
     timeout: Duration,
     selectors: std::sync::Arc<crate::selector::Selectors>,
@@ -616,7 +626,7 @@ async fn pod_log(
         Ok(Query(q)) => q,
         Err(rejection) => return bad_query(&rejection, pretty),
     };
-    let Some((lines, last, rx)) = s.store.logs(&ns, &name, q.tail_lines) else {
+    let Some((lines, followed, rx)) = s.store.logs(&ns, &name, q.tail_lines) else {
         return store_error(StoreError::NotFound, &name, pretty);
     };
     let past = stream::iter(
@@ -628,32 +638,42 @@ async fn pod_log(
         let store = s.store.clone();
         // `last`: the number of the last line sent; the live lines up to it were in the
         // backlog, and after a lag the kept lines fill the gap (none is dropped while kept).
+        // The follow ends when the pod goes, or is replaced by another of the same name
+        // (checked at most once a second, whatever the other pods write).
         let live = stream::unfold(
-            (rx, store, ns, name, last),
-            |(mut rx, store, ns, name, mut last)| async move {
+            (rx, store, ns, name, followed, tokio::time::Instant::now()),
+            |(mut rx, store, ns, name, mut followed, mut checked)| async move {
                 loop {
-                    match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-                        Ok(Ok(l)) if l.namespace == ns && l.pod == name && l.number > last => {
-                            last = l.number;
-                            return Some((
-                                Bytes::from(l.line.as_bytes().to_vec()),
-                                (rx, store, ns, name, last),
-                            ));
+                    let next = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+                    if checked.elapsed() >= Duration::from_secs(1) {
+                        if !store.is_current(&ns, &name, &followed.uid) {
+                            return None;
                         }
-                        Ok(Ok(_)) => continue,
+                        checked = tokio::time::Instant::now();
+                    }
+                    match next {
+                        Ok(Ok(l))
+                            if l.namespace == ns && l.pod == name && l.number > followed.last =>
+                        {
+                            followed.last = l.number;
+                            let line = Bytes::from(l.line.as_bytes().to_vec());
+                            return Some((line, (rx, store, ns, name, followed, checked)));
+                        }
+                        Ok(Ok(_)) | Err(_) => continue,
                         Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                            let (missed, newest) = store.lines_after(&ns, &name, last)?;
-                            last = newest;
+                            let (missed, newest) =
+                                store.lines_after(&ns, &name, &followed.uid, followed.last)?;
+                            followed.last = newest;
                             if missed.is_empty() {
                                 continue;
                             }
                             let chunk: String = missed.iter().map(|l| &**l).collect();
-                            return Some((Bytes::from(chunk), (rx, store, ns, name, last)));
+                            return Some((
+                                Bytes::from(chunk),
+                                (rx, store, ns, name, followed, checked),
+                            ));
                         }
                         Ok(Err(broadcast::error::RecvError::Closed)) => return None,
-                        // Quiet for a while: end the stream if the pod is gone.
-                        Err(_) if !store.exists(&ns, &name) => return None,
-                        Err(_) => continue,
                     }
                 }
             },

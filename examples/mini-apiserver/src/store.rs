@@ -15,12 +15,14 @@ const MAX_HISTORY_BYTES: usize = 64 << 20;
 /// The pods the store holds at most, and their bytes (JSON): an in-memory demo server with a
 /// quota, so that no client can grow it without bound.
 pub(crate) const MAX_PODS: usize = 1_000;
-const MAX_POD_BYTES: usize = 64 << 20;
+pub(crate) const MAX_POD_BYTES: usize = 64 << 20;
 /// The largest object stored (etcd's default request limit, 1.5 MiB), as completed by the
 /// server.
 const MAX_OBJECT_BYTES: usize = 3 << 19;
-/// Watch events a slow watcher may leave unread before it is told it fell behind (410).
-const EVENT_BUFFER: usize = 128;
+/// Watch events a slow watcher may leave unread before it is told it fell behind (410). They
+/// are shared with the history; the ones the history has dropped stay while a watcher holds
+/// them (at most this many, of at most 2 × 1.5 MiB each).
+const EVENT_BUFFER: usize = 32;
 
 /// A watch event: `ADDED`, `MODIFIED` or `DELETED` with the object.
 #[derive(Clone, Debug)]
@@ -38,6 +40,24 @@ impl Event {
     pub(crate) fn to_json(&self) -> Value {
         json!({"type": self.kind, "object": self.object})
     }
+}
+
+/// The start of a watch: the events before it (the current pods, or those after a resource
+/// version), and the receiver of the ones to come.
+pub(crate) type Watch = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
+/// The pod a log follower follows: its uid, and the number of the last line it was sent.
+#[derive(Clone, Debug)]
+pub(crate) struct Followed {
+    pub(crate) uid: String,
+    pub(crate) last: u64,
+}
+
+fn uid_of(pod: &Value) -> String {
+    pod["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A new log line of a pod.
@@ -62,7 +82,7 @@ struct Pod {
 struct Inner {
     pods: BTreeMap<(String, String), Pod>,
     resource_version: u64,
-    history: VecDeque<(Event, usize)>,
+    history: VecDeque<(Arc<Event>, usize)>,
     history_bytes: usize,
     pod_bytes: usize,
     /// The newest resource version dropped from the history: a watch from an older one
@@ -105,6 +125,11 @@ pub(crate) enum StoreError {
     QuotaExceeded {
         used: usize,
     },
+    /// The store's quota of bytes would be exceeded (sizes as JSON).
+    StorageQuotaExceeded {
+        requested: usize,
+        used: usize,
+    },
     /// The completed object is over [`MAX_OBJECT_BYTES`].
     TooLarge,
     Invalid(&'static str),
@@ -132,7 +157,8 @@ fn wrong_type(field: &str, go_type: &str, value: &Value) -> StoreError {
 #[derive(Clone)]
 pub(crate) struct Store {
     inner: Arc<Mutex<Inner>>,
-    events: broadcast::Sender<Event>,
+    /// Shared with the history: a receiver's copy of an event is a reference count.
+    events: broadcast::Sender<Arc<Event>>,
     logs: broadcast::Sender<LogLine>,
 }
 
@@ -189,14 +215,14 @@ impl Store {
         (object, previous): (Value, Option<Value>),
         bytes: usize,
     ) {
-        let event = Event {
+        let event = Arc::new(Event {
             kind,
             namespace: namespace.to_owned(),
             resource_version: inner.resource_version,
             object,
             previous,
-        };
-        inner.history.push_back((event.clone(), bytes));
+        });
+        inner.history.push_back((Arc::clone(&event), bytes));
         inner.history_bytes += bytes;
         while inner.history.len() > MAX_HISTORY || inner.history_bytes > MAX_HISTORY_BYTES {
             let Some((dropped, size)) = inner.history.pop_front() else {
@@ -364,9 +390,15 @@ impl Store {
         }
         let replaced = inner.pods.get(&key).map_or(0, |p| p.bytes);
         let count = inner.pods.len() + usize::from(existing.is_none());
-        if count > MAX_PODS || inner.pod_bytes - replaced + bytes > MAX_POD_BYTES {
+        if count > MAX_PODS {
             return Err(StoreError::QuotaExceeded {
                 used: inner.pods.len(),
+            });
+        }
+        if inner.pod_bytes - replaced + bytes > MAX_POD_BYTES {
+            return Err(StoreError::StorageQuotaExceeded {
+                requested: bytes,
+                used: inner.pod_bytes - replaced,
             });
         }
         inner.resource_version = rv;
@@ -423,11 +455,7 @@ impl Store {
 
     /// Events of `namespace` after `resource_version` that are still in the history, and a
     /// receiver for later ones (subscribed under the same lock, so none is missed).
-    pub(crate) fn watch(
-        &self,
-        namespace: &str,
-        since: Option<u64>,
-    ) -> Result<(Vec<Event>, broadcast::Receiver<Event>), TooOld> {
+    pub(crate) fn watch(&self, namespace: &str, since: Option<u64>) -> Result<Watch, TooOld> {
         let inner = self.lock();
         if let Some(rv) = since.filter(|rv| *rv != 0 && *rv < inner.compacted) {
             return Err(TooOld {
@@ -442,12 +470,14 @@ impl Store {
                 .pods
                 .iter()
                 .filter(|((ns, _), _)| ns == namespace)
-                .map(|(_, p)| Event {
-                    kind: "ADDED",
-                    namespace: namespace.to_owned(),
-                    resource_version: inner.resource_version,
-                    object: p.object.clone(),
-                    previous: None,
+                .map(|(_, p)| {
+                    Arc::new(Event {
+                        kind: "ADDED",
+                        namespace: namespace.to_owned(),
+                        resource_version: inner.resource_version,
+                        object: p.object.clone(),
+                        previous: None,
+                    })
                 })
                 .collect(),
             Some(rv) => inner
@@ -467,12 +497,25 @@ impl Store {
         namespace: &str,
         name: &str,
         tail: Option<usize>,
-    ) -> Option<(Vec<Arc<str>>, u64, broadcast::Receiver<LogLine>)> {
+    ) -> Option<(Vec<Arc<str>>, Followed, broadcast::Receiver<LogLine>)> {
         let inner = self.lock();
         let pod = inner.pods.get(&(namespace.to_owned(), name.to_owned()))?;
         let skip = tail.map_or(0, |t| pod.logs.len().saturating_sub(t));
         let lines = pod.logs.iter().skip(skip).cloned().collect();
-        Some((lines, pod.lines_written, self.logs.subscribe()))
+        let followed = Followed {
+            uid: uid_of(&pod.object),
+            last: pod.lines_written,
+        };
+        Some((lines, followed, self.logs.subscribe()))
+    }
+
+    /// Whether the pod `uid` is still there (not deleted, nor replaced by a new one of the
+    /// same name).
+    pub(crate) fn is_current(&self, namespace: &str, name: &str, uid: &str) -> bool {
+        self.lock()
+            .pods
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .is_some_and(|p| uid_of(&p.object) == uid)
     }
 
     /// The pod's kept lines after line `after`, with the number of the last one: what a
@@ -481,22 +524,20 @@ impl Store {
         &self,
         namespace: &str,
         name: &str,
+        uid: &str,
         after: u64,
     ) -> Option<(Vec<Arc<str>>, u64)> {
         let inner = self.lock();
-        let pod = inner.pods.get(&(namespace.to_owned(), name.to_owned()))?;
+        let pod = inner
+            .pods
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .filter(|p| uid_of(&p.object) == uid)?;
         let missed = usize::try_from(pod.lines_written.saturating_sub(after)).unwrap_or(usize::MAX);
         let skip = pod.logs.len().saturating_sub(missed);
         Some((
             pod.logs.iter().skip(skip).cloned().collect(),
             pod.lines_written,
         ))
-    }
-
-    pub(crate) fn exists(&self, namespace: &str, name: &str) -> bool {
-        self.lock()
-            .pods
-            .contains_key(&(namespace.to_owned(), name.to_owned()))
     }
 
     /// Writes one line for every running pod.
@@ -622,7 +663,7 @@ mod tests {
             big["metadata"]["name"] = json!(format!("big{i}"));
             match s.put("default", big.clone(), None) {
                 Ok(_) => stored += 1,
-                Err(StoreError::QuotaExceeded { .. }) => break,
+                Err(StoreError::StorageQuotaExceeded { .. }) => break,
                 Err(e) => panic!("{e:?}"),
             }
         }
@@ -632,7 +673,6 @@ mod tests {
         );
         {
             let inner = s.lock();
-            assert!(inner.history_bytes <= MAX_HISTORY_BYTES);
             assert!(inner.pod_bytes <= MAX_POD_BYTES);
         }
 
@@ -653,8 +693,9 @@ mod tests {
     fn lines_after_fill_a_followers_gap() {
         let s = Store::new();
         s.put("default", pod_named("p"), None).unwrap();
-        let (_, last, mut rx) = s.logs("default", "p", None).unwrap();
-        assert_eq!(last, 0);
+        let (_, followed, mut rx) = s.logs("default", "p", None).unwrap();
+        assert_eq!(followed.last, 0);
+        let uid = followed.uid;
         for _ in 0..5 {
             s.tick();
         }
@@ -662,7 +703,7 @@ mod tests {
             .map(|l| l.number)
             .collect();
         assert_eq!(numbers, [1, 2, 3, 4, 5]);
-        let (missed, newest) = s.lines_after("default", "p", 2).unwrap();
+        let (missed, newest) = s.lines_after("default", "p", &uid, 2).unwrap();
         assert_eq!(newest, 5);
         let ends: Vec<&str> = missed
             .iter()
@@ -673,12 +714,19 @@ mod tests {
         for _ in 0..MAX_LOG_LINES {
             s.tick();
         }
-        let (missed, newest) = s.lines_after("default", "p", 0).unwrap();
+        let (missed, newest) = s.lines_after("default", "p", &uid, 0).unwrap();
         assert_eq!(
             (missed.len(), newest),
             (MAX_LOG_LINES, 5 + MAX_LOG_LINES as u64)
         );
-        assert!(s.lines_after("default", "gone", 0).is_none());
+        assert!(s.lines_after("default", "gone", &uid, 0).is_none());
+        // A new pod of the same name is another pod: its lines are not the follower's.
+        assert!(s.is_current("default", "p", &uid));
+        s.delete("default", "p").unwrap();
+        assert!(!s.is_current("default", "p", &uid));
+        s.put("default", pod_named("p"), None).unwrap();
+        assert!(!s.is_current("default", "p", &uid));
+        assert!(s.lines_after("default", "p", &uid, 0).is_none());
     }
 
     #[test]

@@ -280,6 +280,7 @@ async fn connection<S, B>(
     let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
+    let mut shut = false;
     let mut wind_down: Option<WindDown> = None;
     // One load per poll of the connection while it is open: the flag is set before the marked
     // response goes to the connection, whose sending wakes this task (HTTP/2 streams run as
@@ -287,17 +288,31 @@ async fn connection<S, B>(
     let result = std::future::poll_fn(|cx| {
         if !closing && state.closing.load(Ordering::Acquire) {
             closing = true;
-            // HTTP/2: GOAWAY; the streams under way finish, then the connection ends.
             tracing::debug!(target: "kube_authn::serve", %addr, "closing the connection of an unauthenticated HTTP/2 client");
-            conn.as_mut().graceful_shutdown();
         }
         // The connection first: what it has to write goes out before its time is looked at
         // (a task starved past the linger must not drop answers it has not flushed yet).
         if let Poll::Ready(result) = conn.as_mut().poll(cx) {
             return Poll::Ready(result);
         }
-        if closing && wind_down.get_or_insert_with(WindDown::new).poll(&state, cx).is_ready() {
-            return Poll::Ready(Ok(()));
+        if closing {
+            let wind_down = wind_down.get_or_insert_with(WindDown::new);
+            match wind_down.poll(&state, cx) {
+                Poll::Ready(End::Quiet) if !shut => {
+                    // The answers are out and a second passed: GOAWAY now (hyper's graceful
+                    // shutdown started while an answer was still on its way to h2 could lose
+                    // it: the client saw the GOAWAY, not its 401). Requests are refused from
+                    // now on. A client that winds down ends the connection itself;
+                    // another gets one more quiet second.
+                    shut = true;
+                    state.shut.store(true, Ordering::Release);
+                    conn.as_mut().graceful_shutdown();
+                    wind_down.rearm();
+                    return conn.as_mut().poll(cx);
+                }
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {}
+            }
         }
         Poll::Pending
     })
@@ -322,11 +337,12 @@ const GOAWAY_HARD_CAP: Duration = Duration::from_secs(30);
 
 /// The end of a connection marked for closing.
 ///
-/// hyper's GOAWAY waits for the client to answer a PING before it stops taking new streams; a
-/// client that never answers would keep the connection. As Go's server: new streams are
-/// refused (`CloseOnMark`), and the connection ends 1 s after its last request is answered
-/// and nothing more is written (h2 may still be sending the answers: a slow reader is not cut
-/// while it reads), at most 10 s after that answer, whatever the client does; a client that
+/// New streams are refused once the GOAWAY is out (`CloseOnMark`). Once the last answer is out and
+/// nothing was written for 1 s (h2 may still be sending the answers: a slow reader is not cut
+/// while it reads), the GOAWAY goes out (hyper's graceful shutdown, which started at once could
+/// lose an answer still on its way to h2), and a client that does not wind down (hyper's GOAWAY
+/// waits for a PING answer) loses the connection one quiet second later. All of it within
+/// 10 s of the last answer, whatever the client does; a client that
 /// sent requests after the mark gets no extension; and 30 s after the mark at the latest
 /// while a marked answer is still under way.
 struct WindDown {
@@ -350,15 +366,25 @@ impl WindDown {
         }
     }
 
-    /// Ready when the connection should be dropped.
-    fn poll(&mut self, state: &ConnState, cx: &mut Context<'_>) -> Poll<()> {
+    /// Arms the quiet second again (after the GOAWAY).
+    fn rearm(&mut self) {
+        if let Some(linger) = &mut self.linger {
+            linger
+                .as_mut()
+                .reset(tokio::time::Instant::now() + GOAWAY_LINGER);
+        }
+    }
+
+    /// Ready when the connection has been quiet for the linger ([`End::Quiet`]), or has had
+    /// its time ([`End::Cap`]).
+    fn poll(&mut self, state: &ConnState, cx: &mut Context<'_>) -> Poll<End> {
         // Registered before the count is read: a request ending in another task after the
         // read wakes this one (see `InFlight`'s drop).
         state.register(cx.waker());
         // The hard cap is for marked answers (a 401, an anonymous user's) that never end;
         // authenticated streams under way on the connection finish as they would in Go.
         if self.hard.as_mut().poll(cx).is_ready() && state.marked.load(Ordering::Acquire) != 0 {
-            return Poll::Ready(());
+            return Poll::Ready(End::Cap);
         }
         if state.in_flight.load(Ordering::Acquire) != 0 {
             return Poll::Pending;
@@ -369,7 +395,7 @@ impl WindDown {
             .cap
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(now + GOAWAY_CAP)));
         if cap.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(());
+            return Poll::Ready(End::Cap);
         }
         let patient = !state.refused.load(Ordering::Relaxed);
         match &mut self.linger {
@@ -384,10 +410,18 @@ impl WindDown {
             Some(_) => {}
         }
         match &mut self.linger {
-            Some(linger) => linger.as_mut().poll(cx),
+            Some(linger) => linger.as_mut().poll(cx).map(|()| End::Quiet),
             None => Poll::Pending,
         }
     }
+}
+
+/// Why a closing connection's time is up.
+enum End {
+    /// Quiet for [`GOAWAY_LINGER`] after its last answer.
+    Quiet,
+    /// A cap ([`GOAWAY_CAP`], [`GOAWAY_HARD_CAP`]).
+    Cap,
 }
 
 /// A connection's closing state: whether a response asked for its end, and how many of its
@@ -395,6 +429,8 @@ impl WindDown {
 #[derive(Default)]
 struct ConnState {
     closing: AtomicBool,
+    /// Whether the GOAWAY was sent: later requests are refused.
+    shut: AtomicBool,
     in_flight: AtomicUsize,
     /// Marked answers (401s, anonymous users') under way.
     marked: AtomicUsize,
@@ -507,7 +543,9 @@ where
                 guard: None,
             };
         }
-        if self.state.closing.load(Ordering::Acquire) {
+        // Past the GOAWAY, as Go ignores the streams past it (before it, a request is served:
+        // the client could not know).
+        if self.state.shut.load(Ordering::Acquire) {
             self.state.refused.store(true, Ordering::Relaxed);
             return MarkFuture::Refused;
         }
