@@ -304,15 +304,7 @@ async fn pods_crud_watch_and_logs_over_chunked_http() {
         .await
         .unwrap();
     assert_eq!(dup.status(), StatusCode::CONFLICT);
-    let got: Value = c
-        .get(format!("{base}/web"))
-        .header("Authorization", auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got = get_json(&c, &format!("{base}/web"), auth).await;
     assert_eq!(got["metadata"]["name"], "web");
     assert_eq!(
         c.get(format!("{base}/nope"))
