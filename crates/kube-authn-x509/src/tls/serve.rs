@@ -71,6 +71,7 @@ pub fn serve<S>(listener: TcpListener, tls: impl Into<TlsSource>, service: S) ->
         service,
         handshake_timeout: Duration::from_secs(10),
         header_read_timeout: HEADER_READ_TIMEOUT,
+        goaway_hard_cap: GOAWAY_HARD_CAP,
     }
 }
 
@@ -82,6 +83,8 @@ pub struct Serve<S> {
     service: S,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
+    /// [`GOAWAY_HARD_CAP`], shorter in tests.
+    goaway_hard_cap: Duration,
 }
 
 impl<S> std::fmt::Debug for Serve<S> {
@@ -106,6 +109,13 @@ impl<S> Serve<S> {
     /// closed.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
+        self
+    }
+
+    /// The hard cap of closing connections ([`GOAWAY_HARD_CAP`]), shortened by tests.
+    #[cfg(test)]
+    pub(crate) fn goaway_hard_cap(mut self, cap: Duration) -> Self {
+        self.goaway_hard_cap = cap;
         self
     }
 
@@ -182,6 +192,7 @@ impl<S> Serve<S> {
                     alive,
                     known: known.clone(),
                 },
+                self.goaway_hard_cap,
             ));
             // The first-request watchdog runs beside the connection, so that the connection's
             // own polling carries no timer.
@@ -250,6 +261,7 @@ async fn connection<S, B>(
     service: S,
     builder: auto::Builder<TokioExecutor>,
     watched: Watched,
+    hard_cap: Duration,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -296,7 +308,7 @@ async fn connection<S, B>(
             return Poll::Ready(result);
         }
         if closing {
-            let wind_down = wind_down.get_or_insert_with(WindDown::new);
+            let wind_down = wind_down.get_or_insert_with(|| WindDown::new(hard_cap));
             match wind_down.poll(&state, cx) {
                 Poll::Ready(End::Quiet) if !shut => {
                     // The answers are out and a second passed: GOAWAY now (hyper's graceful
@@ -357,9 +369,9 @@ struct WindDown {
 }
 
 impl WindDown {
-    fn new() -> Self {
+    fn new(hard_cap: Duration) -> Self {
         Self {
-            hard: Box::pin(tokio::time::sleep(GOAWAY_HARD_CAP)),
+            hard: Box::pin(tokio::time::sleep(hard_cap)),
             linger: None,
             at: 0,
             cap: None,

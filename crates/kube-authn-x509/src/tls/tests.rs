@@ -945,3 +945,112 @@ async fn a_client_granting_no_window_loses_a_closing_connection() {
     .await;
     assert!(ended.is_ok(), "the connection stayed open");
 }
+
+/// `n` chunks of `tick\n`, one every `every`.
+struct Ticks {
+    left: u32,
+    every: tokio::time::Interval,
+}
+
+impl http_body::Body for Ticks {
+    type Data = hyper::body::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Infallible>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(self.every.poll_tick(cx));
+        self.left -= 1;
+        let tick = hyper::body::Bytes::from_static(b"tick\n");
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(tick))))
+    }
+}
+
+/// Authenticates the bearer token `good` as `alice`; any other token is an error.
+struct GoodToken;
+
+impl kube_authn_core::AuthenticateToken for GoodToken {
+    fn authenticate_token(
+        &self,
+        token: &str,
+        _: &kube_authn_core::Audiences,
+    ) -> kube_authn_core::AuthnFuture<kube_authn_core::AuthnResult> {
+        kube_authn_core::AuthnFuture::ready(if token == "good" {
+            Ok(Some(kube_authn_core::Authenticated::new(UserInfo {
+                username: "alice".into(),
+                ..UserInfo::default()
+            })))
+        } else {
+            Err(kube_authn_core::AuthnError::invalid("unknown token"))
+        })
+    }
+}
+
+/// The hard cap of a closing connection is for its marked answers only: an authenticated
+/// stream under way on the connection when another request got its 401 runs to its end past
+/// the cap (as in Go, which lets the streams before its GOAWAY finish), and the connection
+/// ends after it. The cap is 1 s here (30 s in use); the stream lasts about 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_stream_outlives_the_hard_cap() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    const TICKS: u32 = 12;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(AuthnLayer::new(kube_authn_core::BearerToken::new(
+            GoodToken,
+        )))
+        .service(service_fn(|req: Request<Incoming>| async move {
+            let left = if req.uri().path() == "/stream" {
+                TICKS
+            } else {
+                0
+            };
+            let every = tokio::time::interval(Duration::from_millis(250));
+            Ok::<_, Infallible>(Response::new(Ticks { left, every }))
+        }));
+    let tls = server_config(&authenticator());
+    tokio::spawn(
+        serve(listener, Arc::new(tls), svc)
+            .goaway_hard_cap(Duration::from_secs(1))
+            .into_future(),
+    );
+
+    let mut config = (*client(None).config().clone()).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let stream = connect(&TlsConnector::from(Arc::new(config)), addr).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = |path: &str, token: &str| {
+        Request::get(format!("https://localhost{path}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Empty::<hyper::body::Bytes>::new())
+            .unwrap()
+    };
+
+    let streaming = sender
+        .send_request(request("/stream", "good"))
+        .await
+        .unwrap();
+    assert_eq!(streaming.status(), 200);
+    let rejected = sender.send_request(request("/", "bad")).await.unwrap();
+    assert_eq!(rejected.status(), 401);
+    rejected.into_body().collect().await.unwrap();
+
+    // All of the stream, well past the cap (the 401 marked the connection about 3 s before
+    // its last tick).
+    let body = streaming.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "tick\n".repeat(TICKS as usize).as_bytes());
+    // Then the connection ends (GOAWAY after its quiet second).
+    let ended = tokio::time::timeout(Duration::from_secs(30), conn).await;
+    assert!(ended.is_ok(), "the connection stayed open");
+}
