@@ -81,9 +81,20 @@ struct Spawned {
 /// `Serving securely on`; retries on a port race, panics with its log otherwise.
 /// `rust_log`: the `RUST_LOG` of the child; `None` removes it (the binary's default filter).
 fn spawn_serving(bin: &str, rust_log: Option<&str>, args: impl Fn() -> Vec<String>) -> Spawned {
+    spawn_command(bin, rust_log, args, &|| Command::new(binary(bin)))
+}
+
+/// [`spawn_serving`] with the command made by `command` (another working directory, another
+/// user).
+fn spawn_command(
+    bin: &str,
+    rust_log: Option<&str>,
+    args: impl Fn() -> Vec<String>,
+    command: &dyn Fn() -> Command,
+) -> Spawned {
     for attempt in 0..5 {
         let port = free_port();
-        let mut command = Command::new(binary(bin));
+        let mut command = command();
         command
             .arg(format!("--secure-port={port}"))
             .args(args())
@@ -195,6 +206,43 @@ impl Server {
             all.extend(args.iter().map(|a| (*a).to_owned()));
             all
         });
+        Server {
+            child: spawned.child,
+            port: spawned.port,
+            dir,
+            stderr: spawned.stderr,
+        }
+    }
+
+    /// Starts the server with `args` and no `--cert-dir` (its default, `/var/run/kubernetes`)
+    /// in `dir` as working directory, as a user who cannot write the default: the current
+    /// user when it is not root, else `nobody` (uid 65534, by `setpriv`), `dir` being made
+    /// writable for it.
+    pub fn start_unprivileged_in(dir: tempfile::TempDir, args: &[&str]) -> Server {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+        if root {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let cwd = dir.path().to_owned();
+        let command = move || {
+            let mut command = if root {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                    .arg(binary("mini-apiserver"));
+                c
+            } else {
+                Command::new(binary("mini-apiserver"))
+            };
+            command.current_dir(&cwd);
+            command
+        };
+        let spawned = spawn_command(
+            "mini-apiserver",
+            Some("info"),
+            || args.iter().map(|a| (*a).to_owned()).collect(),
+            &command,
+        );
         Server {
             child: spawned.child,
             port: spawned.port,

@@ -5,7 +5,9 @@
 
 use base64::Engine;
 use futures_util::StreamExt;
-use kube_authn_e2e::{KUBECTL, Server, UNAUTHORIZED, get_json, pod, raw_request, write_file};
+use kube_authn_e2e::{
+    KUBECTL, Server, UNAUTHORIZED, client_trusting, get_json, pod, raw_request, write_file,
+};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -515,6 +517,32 @@ async fn with_no_flags_it_writes_a_demo_token_and_prints_ready_lines() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
+}
+
+/// The default `--cert-dir` is `/var/run/kubernetes`, kube-apiserver's; a user who cannot
+/// write it (not root) gets the generated certificates in `./apiserver.local.config/
+/// certificates`, as Kubernetes' sample API servers do, and is told so.
+#[tokio::test]
+async fn an_unwritable_default_cert_dir_falls_back_to_the_working_directory() {
+    let s = Server::start_unprivileged_in(tempfile::tempdir().unwrap(), &[]);
+    let log = s.wait_for_stderr("curl --cacert", std::time::Duration::from_secs(30));
+    assert!(
+        log.contains(
+            "/var/run/kubernetes is not writable: using apiserver.local.config/certificates for certificates"
+        ),
+        "{log}"
+    );
+    let certs = s.dir.path().join("apiserver.local.config/certificates");
+    let token = std::fs::read_to_string(certs.join("demo-tokens.csv")).unwrap();
+    let token = token.split(',').next().unwrap();
+    // The server serves with the certificate it generated there.
+    let response = client_trusting(&certs.join("ca.crt"))
+        .get(format!("{}/api/v1/namespaces/default/pods", s.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 /// The Status bodies of 403, 404, 405 and 400 as kube-apiserver writes them: its field order,
