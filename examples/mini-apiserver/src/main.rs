@@ -266,10 +266,7 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         metrics,
         server_address: local.to_string(),
     };
-    let app = api::router(state).layer(axum::middleware::from_fn_with_state(
-        policy::AuthenticationDisabled(flags.disable_authentication),
-        policy::default_policy,
-    ));
+    let app = policy::Policy::new(api::router(state), flags.disable_authentication);
 
     let host = match local.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),

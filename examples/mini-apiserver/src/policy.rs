@@ -5,46 +5,80 @@
 
 use std::borrow::Cow;
 
-use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
+use std::convert::Infallible;
+use std::future::Ready;
+use std::task::{Context, Poll};
+
+use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
+use futures_util::future::Either;
 use kube_authn::UserInfo;
+use tower_service::Service;
 
 use crate::api::Details;
 
 const PUBLIC: [&str; 5] = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
 
-/// Whether the server was started with `--disable-authentication` (the benchmark baseline):
-/// then requests carry no user and the policy lets them through. Server state rather than a
-/// per-request marker, so the baseline does no work that the authenticated server does not.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct AuthenticationDisabled(pub(crate) bool);
+/// The policy around the whole router (one service rather than `Router::layer` with
+/// `middleware::from_fn`, which wraps every route and boxes a future of ~1 KiB per request).
+///
+/// `disabled`: the server was started with `--disable-authentication` (the benchmark
+/// baseline); then requests carry no user and the policy lets them through. Server state
+/// rather than a per-request marker, so the baseline does no work that the authenticated
+/// server does not.
+#[derive(Clone, Debug)]
+pub(crate) struct Policy<S> {
+    inner: S,
+    disabled: bool,
+}
 
-pub(crate) async fn default_policy(
-    State(AuthenticationDisabled(disabled)): State<AuthenticationDisabled>,
-    request: Request,
-    next: Next,
-) -> Response {
+impl<S> Policy<S> {
+    pub(crate) fn new(inner: S, disabled: bool) -> Self {
+        Self { inner, disabled }
+    }
+}
+
+impl<S, B> Service<Request<B>> for Policy<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        match decide(&request, self.disabled) {
+            None => Either::Right(self.inner.call(request)),
+            Some(denied) => Either::Left(std::future::ready(Ok(denied))),
+        }
+    }
+}
+
+/// `None` when the request may go on; else the response that refuses it.
+fn decide<B>(request: &Request<B>, disabled: bool) -> Option<Response> {
     let Some(user) = request.extensions().get::<UserInfo>() else {
         if disabled {
-            return next.run(request).await;
+            return None;
         }
         // The authentication layer is missing in front of the policy: a server bug.
-        return crate::api::status(
+        return Some(crate::api::status(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
             "no user on the request",
             None,
             crate::api::Pretty(false),
-        );
+        ));
     };
     if !user.is_anonymous() {
-        return next.run(request).await;
+        return None;
     }
     let path = request.uri().path();
     if request.method() == Method::GET && PUBLIC.contains(&path) {
-        return next.run(request).await;
+        return None;
     }
     let (message, details) = forbidden_message(
         &user.username,
@@ -56,13 +90,13 @@ pub(crate) async fn default_policy(
         request.uri(),
         request.headers(),
     ));
-    crate::api::status(
+    Some(crate::api::status(
         StatusCode::FORBIDDEN,
         "Forbidden",
         &message,
         Some(details),
         pretty,
-    )
+    ))
 }
 
 /// The message and details of kube-apiserver's 403 (`responsewriters.Forbidden`), from the
