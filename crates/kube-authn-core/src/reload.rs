@@ -98,6 +98,7 @@ pub enum LoadError<E: std::error::Error + 'static> {
 pub struct ReloadOptions {
     debounce: Duration,
     poll_interval: Duration,
+    write_settle: Duration,
 }
 
 impl Default for ReloadOptions {
@@ -105,6 +106,7 @@ impl Default for ReloadOptions {
         Self {
             debounce: Duration::from_millis(100),
             poll_interval: Duration::from_secs(1),
+            write_settle: Duration::from_secs(2),
         }
     }
 }
@@ -118,8 +120,23 @@ impl ReloadOptions {
         self
     }
 
+    /// How long a writer that has the file open may pause before what it wrote so far is read
+    /// anyway (default 2 s).
+    ///
+    /// On Linux, where the watcher sees a writer close the file, a file written in place is
+    /// read once its writer has closed it: a half-written file that happens to parse (its
+    /// first lines) is never put in force. A writer that keeps the file open and writes
+    /// nothing for this long is taken to be done; whatever it does, the file is read at
+    /// most 30 s after the first write seen.
+    #[must_use]
+    pub fn write_settle(mut self, settle: Duration) -> Self {
+        self.write_settle = settle;
+        self
+    }
+
     /// How often the file is re-stat'ed when no event arrives (default 1 s). A stat is one
-    /// syscall; the file is read only when its size, mtime or inode changed.
+    /// syscall; the file is read only when its size, mtime, status change time or inode
+    /// changed.
     #[must_use]
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval.max(Duration::from_millis(10));
@@ -159,6 +176,13 @@ impl Drop for WatchGuard {
 enum Msg {
     /// An event about our file itself: read it.
     OurFile,
+    /// Our file was written to by a writer that has not closed it yet (Linux): read it once
+    /// the writer closes it.
+    Written,
+    /// A writer of our file closed it (Linux).
+    Closed,
+    /// A watched directory was removed or moved away: watch its path anew once it exists.
+    Lost(PathBuf),
     /// An event elsewhere in the directory: re-stat.
     Directory,
     Stop,
@@ -244,6 +268,10 @@ impl<T: Send + Sync + 'static> Reloading<T> {
                 return Err(LoadError::Watch { path, source });
             }
         };
+        let own = Target {
+            dir: own_dir(&path),
+            id: dir_id(&own_dir(&path)),
+        };
         let mut target = None;
         follow_target(&mut watcher, &path, &mut target, &target_name);
         let id = FileId::of(&path);
@@ -268,6 +296,7 @@ impl<T: Send + Sync + 'static> Reloading<T> {
                 BACKGROUND.set(true);
                 let mut watch = Watch {
                     watcher,
+                    own,
                     target,
                     target_name,
                     state,
@@ -421,11 +450,15 @@ fn hash(bytes: &[u8]) -> u64 {
     hasher.finish()
 }
 
-/// What a stat says about the file (following symlinks).
+/// What a stat says about the file (following symlinks). The status change time is in it
+/// because every write changes it and nobody can set it back (`touch -r`, `cp -p`,
+/// `rsync -a --inplace` restore the mtime): a rewrite of the same size that keeps the mtime
+/// is still a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FileId {
     len: u64,
     modified: Option<SystemTime>,
+    changed: (i64, i64),
     inode: u64,
     device: u64,
 }
@@ -434,15 +467,16 @@ impl FileId {
     fn of(path: &Path) -> Option<Self> {
         let m = fs::metadata(path).ok()?;
         #[cfg(unix)]
-        let (inode, device) = {
+        let (inode, device, changed) = {
             use std::os::unix::fs::MetadataExt;
-            (m.ino(), m.dev())
+            (m.ino(), m.dev(), (m.ctime(), m.ctime_nsec()))
         };
         #[cfg(not(unix))]
-        let (inode, device) = (0, 0);
+        let (inode, device, changed) = (0, 0, (0, 0));
         Some(Self {
             len: m.len(),
             modified: m.modified().ok(),
+            changed,
             inode,
             device,
         })
@@ -459,9 +493,16 @@ struct WatchState {
     refused: Option<String>,
 }
 
-/// The name of the file the symlinks lead to, when they lead to another directory: events
-/// about it there are events about our file.
-type TargetName = Arc<Mutex<Option<std::ffi::OsString>>>;
+/// What the symlinks lead to, shared with the watcher's callback: the target file's name
+/// (events about it are events about our file) and its directory when it is another one
+/// (watched too).
+#[derive(Default)]
+struct Followed {
+    name: Option<std::ffi::OsString>,
+    dir: Option<PathBuf>,
+}
+
+type TargetName = Arc<Mutex<Followed>>;
 
 fn start_watcher(
     path: &Path,
@@ -469,29 +510,87 @@ fn start_watcher(
     target_name: TargetName,
 ) -> notify::Result<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let dir = own_dir(path);
     let name = path.file_name().map(ToOwned::to_owned);
     let tx = Mutex::new(tx);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        use notify::event::{AccessKind, AccessMode, ModifyKind};
         let Ok(event) = event else { return };
-        if matches!(event.kind, EventKind::Access(_)) {
+        let closed_after_write = matches!(
+            event.kind,
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+        );
+        if matches!(event.kind, EventKind::Access(_)) && !closed_after_write {
             return;
         }
-        let target = target_name.lock().unwrap_or_else(PoisonError::into_inner);
+        let followed = target_name.lock().unwrap_or_else(PoisonError::into_inner);
         let ours = event.paths.iter().any(|p| {
             p.file_name()
-                .is_some_and(|n| Some(n) == name.as_deref() || Some(n) == target.as_deref())
+                .is_some_and(|n| Some(n) == name.as_deref() || Some(n) == followed.name.as_deref())
         });
-        drop(target);
+        // A watched directory itself removed or moved away: its watch is gone (or follows
+        // it elsewhere).
+        let lost = match event.kind {
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => event
+                .paths
+                .iter()
+                .find(|p| **p == dir || followed.dir.as_deref() == Some(p.as_path()))
+                .cloned(),
+            _ => None,
+        };
+        drop(followed);
+        let msg = match event.kind {
+            _ if lost.is_some() => Msg::Lost(lost.unwrap_or_default()),
+            _ if closed_after_write => match ours {
+                true => Msg::Closed,
+                false => return,
+            },
+            // Only where the watcher also reports the writer's close (inotify).
+            EventKind::Modify(ModifyKind::Data(_)) if ours && SEES_CLOSE => Msg::Written,
+            _ if ours => Msg::OurFile,
+            _ => Msg::Directory,
+        };
         let tx = tx.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = tx.send(if ours { Msg::OurFile } else { Msg::Directory });
+        let _ = tx.send(msg);
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    watcher.watch(&own_dir(path), RecursiveMode::NonRecursive)?;
     Ok(watcher)
 }
+
+/// The directory of `path` (watched).
+fn own_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Watches the file's own directory again when it was removed and made again (or another
+/// one renamed to its name): the watch went with the old one, and without events every
+/// change would wait for the periodic re-stat.
+fn follow_own_dir(watcher: &mut notify::RecommendedWatcher, own: &mut Target) {
+    use notify::{RecursiveMode, Watcher};
+    let id = dir_id(&own.dir);
+    if id == own.id {
+        return;
+    }
+    // Fails when the directory is gone (the watch went with it): nothing to undo then.
+    let _ = watcher.unwatch(&own.dir);
+    if id.is_some() {
+        tracing::debug!(dir = %own.dir.display(), "watching the directory again (it was made anew)");
+    }
+    own.id = match id {
+        Some(_) if watcher.watch(&own.dir, RecursiveMode::NonRecursive).is_ok() => id,
+        _ => None,
+    };
+}
+
+/// Whether the watcher reports that a writer closed a file (inotify's `IN_CLOSE_WRITE`), so that
+/// a file written in place can be read once its writer is done.
+const SEES_CLOSE: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// How long at most the reading of a file that is being written waits for its writer.
+const WRITING_CAP: Duration = Duration::from_secs(30);
 
 /// The directory of the file the symlinks lead to, watched besides the file's own directory,
 /// and its identity (a directory removed and made again, or another one renamed to its name,
@@ -517,10 +616,10 @@ fn dir_id(dir: &Path) -> Option<(u64, u64)> {
     }
 }
 
-/// When `path` resolves (through symlinks) to a file in another directory, that directory is
-/// watched too, and events about that file there count as events about ours, so that a write
-/// to the file itself (through the symlink) is an event rather than something the periodic
-/// re-stat finds. Followed to wherever the symlinks lead now; called before each read, so a
+/// When `path` resolves (through symlinks) to another file, events about that file count as
+/// events about ours; when it is in another directory, that directory is watched too, so that
+/// a write to the file itself (through the symlink) is an event rather than something the
+/// periodic re-stat finds. Followed to wherever the symlinks lead now; called before each read, so a
 /// write made after the read is seen.
 fn follow_target(
     watcher: &mut notify::RecommendedWatcher,
@@ -543,12 +642,16 @@ fn follow_target(
             id: dir_id(&dir),
             dir,
         });
-    let name = want
-        .as_ref()
-        .and(resolved.as_deref())
+    // The target's name, in its directory or in ours (`n -> real`: events about `real` are
+    // about our file).
+    let name = resolved
+        .as_deref()
         .and_then(Path::file_name)
         .map(ToOwned::to_owned);
-    *target_name.lock().unwrap_or_else(PoisonError::into_inner) = name;
+    target_name
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .name = name;
     if want == *target {
         return;
     }
@@ -561,12 +664,18 @@ fn follow_target(
     {
         *target = Some(new);
     }
+    target_name
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .dir = target.as_ref().map(|t| t.dir.clone());
 }
 
 /// The watcher thread's state: the watcher, the directory of the symlinks' target it also
 /// watches (and that file's name, shared with the watcher's callback), and what was read last.
 struct Watch {
     watcher: notify::RecommendedWatcher,
+    /// The file's own directory and its identity when it was watched.
+    own: Target,
     target: Option<Target>,
     target_name: TargetName,
     state: WatchState,
@@ -580,31 +689,27 @@ fn watch_loop<P: Parse>(
     value: &ArcSwap<P::Output>,
     shared: &Shared,
 ) {
-    // Never postpone a check by more than this, however busy the directory is.
-    let max_wait = options.poll_interval.max(options.debounce * 4);
+    let mut lost = Vec::new();
     loop {
         let force = match rx.recv_timeout(options.poll_interval) {
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => false,
-            Ok(first) => {
-                let mut force = matches!(first, Msg::OurFile);
-                // Debounce: wait until the directory has been quiet for a while (bounded).
-                let deadline = std::time::Instant::now() + max_wait;
-                loop {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    match rx.recv_timeout(options.debounce.min(left)) {
-                        Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                        Ok(Msg::OurFile) => force = true,
-                        Ok(Msg::Directory) => {}
-                        Err(RecvTimeoutError::Timeout) => break,
-                    }
-                }
-                force
-            }
+            Ok(first) => match settle(first, rx, options, &mut lost) {
+                Some(force) => force,
+                None => return,
+            },
         };
+        for dir in lost.drain(..) {
+            // Fails when the watch went with the directory: nothing to undo then.
+            let _ = notify::Watcher::unwatch(&mut watch.watcher, &dir);
+            if dir == watch.own.dir {
+                watch.own.id = None;
+            }
+            if watch.target.as_ref().is_some_and(|t| t.dir == dir) {
+                watch.target = None;
+            }
+        }
+        follow_own_dir(&mut watch.watcher, &mut watch.own);
         follow_target(
             &mut watch.watcher,
             &shared.path,
@@ -612,6 +717,65 @@ fn watch_loop<P: Parse>(
             &watch.target_name,
         );
         check(force, &mut watch.state, parser, value, shared);
+    }
+}
+
+/// After a first event: waits until the directory has been quiet for the debounce (a burst
+/// of writes is read once), never longer than `max(poll interval, 4 debounces)` however busy
+/// the directory is; and, while a writer has our file open (it wrote and has not closed it),
+/// until it closes it, pauses for [`ReloadOptions::write_settle`], or [`WRITING_CAP`] passed.
+/// Whether our file was named by an event (`None`: stop).
+/// Directories whose watch was lost are added to `lost`.
+fn settle(
+    first: Msg,
+    rx: &mpsc::Receiver<Msg>,
+    options: &ReloadOptions,
+    lost: &mut Vec<PathBuf>,
+) -> Option<bool> {
+    use std::time::Instant;
+    let max_wait = options.poll_interval.max(options.debounce * 4);
+    let start = Instant::now();
+    let mut force = false;
+    // The last write of a writer that has not closed the file yet.
+    let mut writing: Option<Instant> = None;
+    // The last close: a debounce of quiet after it, as after any event.
+    let mut closed = start;
+    let mut msg = first;
+    loop {
+        match msg {
+            Msg::Stop => return None,
+            Msg::Directory => {}
+            Msg::Lost(dir) => lost.push(dir),
+            Msg::OurFile => force = true,
+            Msg::Written => {
+                force = true;
+                writing = Some(Instant::now());
+            }
+            Msg::Closed => {
+                force = true;
+                writing = None;
+                closed = Instant::now();
+            }
+        }
+        let cap = start + WRITING_CAP;
+        let deadline = match writing {
+            Some(last) => (last + options.write_settle).min(cap),
+            None => (start + max_wait).max(closed + options.debounce).min(cap),
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Some(force);
+        }
+        let wait = match writing {
+            Some(_) => left,
+            None => options.debounce.min(left),
+        };
+        msg = match rx.recv_timeout(wait) {
+            Ok(msg) => msg,
+            Err(RecvTimeoutError::Disconnected) => return None,
+            // Quiet for the debounce with no writer, or the deadline.
+            Err(RecvTimeoutError::Timeout) => return Some(force),
+        };
     }
 }
 
@@ -652,6 +816,12 @@ fn check<P: Parse>(
             return;
         }
     };
+    if FileId::of(path) != id {
+        // Written while it was read: what was read may be half of it. Not remembered as
+        // seen: the write's event (or the next tick) reads it again.
+        tracing::debug!(path = %path.display(), "the file changed while it was read; reading it again");
+        return;
+    }
     state.id = id;
     let h = hash(&bytes);
     if h == state.hash {
@@ -1017,6 +1187,139 @@ mod tests {
         fs::write(d.join("b/other"), "8\n").unwrap();
         wait_for("a write in the replaced directory", || {
             *r.current().as_ref() == vec![8]
+        });
+    }
+
+    /// `numbers`, and every content it parsed.
+    fn recording() -> (
+        impl Parse<Output = Vec<u32>>,
+        Arc<Mutex<Vec<Result<Vec<u32>, String>>>>,
+    ) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let parser = move |path: &Path, bytes: &[u8]| {
+            let parsed = numbers(path, bytes);
+            let entry = match &parsed {
+                Ok(n) => Ok(n.clone()),
+                Err(e) => Err(e.to_string()),
+            };
+            record.lock().unwrap().push(entry);
+            parsed
+        };
+        (parser, seen)
+    }
+
+    /// A file written in place by a writer that pauses half way, with a first half that parses
+    /// (whole lines), is read once the writer closes it: the half is never in force (Linux,
+    /// where the watcher sees the close). Also through a symlink to a file of the same
+    /// directory, whose events are about the target's name.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_file_written_in_place_is_read_once_its_writer_closes_it() {
+        use std::io::Write;
+        for through_symlink in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let real = dir.path().join("real");
+            fs::write(&real, "1\n").unwrap();
+            let path = if through_symlink {
+                let link = dir.path().join("n");
+                std::os::unix::fs::symlink("real", &link).unwrap();
+                link
+            } else {
+                real.clone()
+            };
+            let (parser, seen) = recording();
+            let r = Reloading::watch(&path, parser, opts()).unwrap();
+            let mut writer = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&real)
+                .unwrap();
+            writer.write_all(b"1\n2\n").unwrap();
+            // Longer than the debounce (20 ms) and the re-stat (200 ms), shorter than the
+            // 2 s a writer may pause.
+            std::thread::sleep(Duration::from_millis(600));
+            writer.write_all(b"3\n").unwrap();
+            drop(writer);
+            wait_for("the whole file", || *r.current().as_ref() == vec![1, 2, 3]);
+            let seen = seen.lock().unwrap().clone();
+            assert_eq!(
+                seen,
+                [Ok(vec![1]), Ok(vec![1, 2, 3])],
+                "through a symlink: {through_symlink}"
+            );
+        }
+    }
+
+    /// A writer that keeps the file open and stops writing is taken to be done after the
+    /// settle time: its file is read while still open.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_writer_that_keeps_the_file_open_is_not_waited_for_ever() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n");
+        fs::write(&path, "1\n").unwrap();
+        let options = opts().write_settle(Duration::from_millis(300));
+        let r = Reloading::watch(&path, numbers, options).unwrap();
+        let mut writer = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        writer.write_all(b"2\n").unwrap();
+        wait_for("the file read while open", || {
+            *r.current().as_ref() == vec![1, 2]
+        });
+        drop(writer);
+    }
+
+    /// A change of the same size that keeps the mtime (`touch -r`, `cp -p`) and comes with no
+    /// event (written through a hard link in another directory) is found by the re-stat: the
+    /// status change time is part of what it compares.
+    #[cfg(unix)]
+    #[test]
+    fn a_rewrite_that_keeps_size_and_mtime_is_found_by_the_re_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["watched", "elsewhere"] {
+            fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        let path = dir.path().join("watched/n");
+        let other = dir.path().join("elsewhere/n");
+        fs::write(&path, "1\n").unwrap();
+        fs::hard_link(&path, &other).unwrap();
+        let r = Reloading::watch(&path, numbers, opts()).unwrap();
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+        let file = fs::OpenOptions::new().write(true).open(&other).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, b"2\n", 0).unwrap();
+        file.set_modified(mtime).unwrap();
+        drop(file);
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+        wait_for("the rewrite", || *r.current().as_ref() == vec![2]);
+    }
+
+    /// The file's directory removed and made again: the watch went with it; the new one is
+    /// watched (the re-stat finds the new file first), so later changes are events again.
+    #[test]
+    fn a_directory_made_anew_is_watched_again() {
+        logs();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("made-anew");
+        fs::create_dir(&d).unwrap();
+        let path = d.join("n");
+        fs::write(&path, "1\n").unwrap();
+        let r = Reloading::watch(&path, numbers, opts()).unwrap();
+        fs::remove_dir_all(&d).unwrap();
+        fs::create_dir(&d).unwrap();
+        fs::write(&path, "2\n").unwrap();
+        wait_for("the new file", || *r.current().as_ref() == vec![2]);
+        let again = format!("dir={}", d.display());
+        assert!(
+            logs()
+                .lines()
+                .any(|l| l.contains("watching the directory again") && l.ends_with(&again)),
+            "{}",
+            logs()
+        );
+        replace(&path, "3\n");
+        wait_for("a change in the new directory", || {
+            *r.current().as_ref() == vec![3]
         });
     }
 
