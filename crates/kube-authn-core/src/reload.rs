@@ -1190,11 +1190,11 @@ mod tests {
         });
     }
 
+    /// Every content a [`recording`] parser parsed.
+    type Seen = Arc<Mutex<Vec<Result<Vec<u32>, String>>>>;
+
     /// `numbers`, and every content it parsed.
-    fn recording() -> (
-        impl Parse<Output = Vec<u32>>,
-        Arc<Mutex<Vec<Result<Vec<u32>, String>>>>,
-    ) {
+    fn recording() -> (impl Parse<Output = Vec<u32>>, Seen) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&seen);
         let parser = move |path: &Path, bytes: &[u8]| {
