@@ -115,7 +115,19 @@ struct PairParser {
     cert: PathBuf,
     key: PathBuf,
     target: Arc<ArcSwap<CertifiedKey>>,
-    lock: Arc<Mutex<()>>,
+    /// Which watcher this parser is for: 0 the certificate's, 1 the key's.
+    file: usize,
+    /// Held while a pair is read and stored (one at a time).
+    pair: Arc<Mutex<PairErrors>>,
+}
+
+/// The refusals of the pair, by the watcher that read it: the last message each produced,
+/// and whether it still holds. A pair stored by one watcher lifts the refusal the other one
+/// made (the certificate refused for the old key is in force once the new key came).
+#[derive(Default)]
+struct PairErrors {
+    produced: [Option<String>; 2],
+    holds: [bool; 2],
 }
 
 impl Parse for PairParser {
@@ -123,16 +135,34 @@ impl Parse for PairParser {
     type Error = ServingCertError;
 
     fn parse(&self, _path: &Path, _bytes: &[u8]) -> Result<(), ServingCertError> {
-        let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let pair = certified_key(
-            &self.provider,
-            &self.cert,
-            &read(&self.cert)?,
-            &self.key,
-            &read(&self.key)?,
-        )?;
-        self.target.store(Arc::new(pair));
-        Ok(())
+        let mut errors = self.pair.lock().unwrap_or_else(PoisonError::into_inner);
+        let pair = (|| {
+            certified_key(
+                &self.provider,
+                &self.cert,
+                &read(&self.cert)?,
+                &self.key,
+                &read(&self.key)?,
+            )
+        })();
+        match pair {
+            Ok(pair) => {
+                self.target.store(Arc::new(pair));
+                errors.holds = [false; 2];
+                Ok(())
+            }
+            Err(e) => {
+                let errors = &mut *errors;
+                if let (Some(produced), Some(holds)) = (
+                    errors.produced.get_mut(self.file),
+                    errors.holds.get_mut(self.file),
+                ) {
+                    *produced = Some(e.to_string());
+                    *holds = true;
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -147,6 +177,7 @@ impl Parse for PairParser {
 pub struct ServingCert {
     current: Arc<ArcSwap<CertifiedKey>>,
     watchers: Arc<[Reloading<()>]>,
+    pair: Arc<Mutex<PairErrors>>,
 }
 
 impl ServingCert {
@@ -163,6 +194,7 @@ impl ServingCert {
         Ok(Self {
             current: Arc::new(ArcSwap::from_pointee(pair)),
             watchers: Arc::new([]),
+            pair: Arc::default(),
         })
     }
 
@@ -177,6 +209,7 @@ impl ServingCert {
         Ok(Self {
             current: Arc::new(ArcSwap::from_pointee(pair)),
             watchers: Arc::new([]),
+            pair: Arc::default(),
         })
     }
 
@@ -198,19 +231,21 @@ impl ServingCert {
         )
         .map_err(LoadError::Parse)?;
         let current = Arc::new(ArcSwap::from_pointee(pair));
-        let lock = Arc::new(Mutex::new(()));
-        let parser = || PairParser {
+        let errors = Arc::new(Mutex::new(PairErrors::default()));
+        let parser = |file| PairParser {
             provider: Arc::clone(&provider),
             cert: cert.clone(),
             key: key.clone(),
             target: Arc::clone(&current),
-            lock: Arc::clone(&lock),
+            file,
+            pair: Arc::clone(&errors),
         };
-        let cert_watch = Reloading::watch(&cert, parser(), options.clone())?;
-        let key_watch = Reloading::watch(&key, parser(), options)?;
+        let cert_watch = Reloading::watch(&cert, parser(0), options.clone())?;
+        let key_watch = Reloading::watch(&key, parser(1), options)?;
         Ok(Self {
             current,
             watchers: Arc::new([cert_watch, key_watch]),
+            pair: errors,
         })
     }
 
@@ -219,19 +254,27 @@ impl ServingCert {
         self.current.load_full()
     }
 
-    /// Reload counters of the certificate and the key file (zero when not watched).
+    /// Reload counters of the certificate and the key file (zero when not watched), and the
+    /// refusal that still holds, if any: a pair refused when one file changed (the
+    /// certificate written before its key) and stored when the other one did is in force,
+    /// not refused.
     pub fn status(&self) -> ReloadStatus {
-        self.watchers
-            .iter()
-            .map(Reloading::status)
-            .fold(ReloadStatus::default(), |mut acc, s| {
-                acc.reloads += s.reloads;
-                acc.failures += s.failures;
-                if s.last_error.is_some() {
-                    acc.last_error = s.last_error;
-                }
-                acc
-            })
+        let errors = self.pair.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut status = ReloadStatus::default();
+        for (file, watcher) in self.watchers.iter().enumerate() {
+            let s = watcher.status();
+            status.reloads += s.reloads;
+            status.failures += s.failures;
+            // The watcher's last refusal, unless it is the pair refusal it made and a pair
+            // was stored since (an unreadable file is said as the watcher says it).
+            let lifted = s.last_error.is_some()
+                && s.last_error == errors.produced.get(file).cloned().flatten()
+                && errors.holds.get(file) == Some(&false);
+            if s.last_error.is_some() && !lifted {
+                status.last_error = s.last_error;
+            }
+        }
+        status
     }
 }
 
@@ -364,8 +407,20 @@ mod tests {
         wait_for(|| serving.status().failures >= 1);
         assert_eq!(serving.current().cert[0], pki.serving.cert_der());
 
+        let refusal = serving.status().last_error.unwrap();
+        assert!(refusal.contains("tls.crt"), "{refusal}");
+
         fs::write(&key, pki.serving_rotated.key_pem()).unwrap();
         wait_for(|| serving.current().cert[0] == pki.serving_rotated.cert_der());
+        // The certificate's refusal (made for the old key) no longer holds.
+        let status = serving.status();
+        assert_eq!(status.last_error, None, "{status:?}");
+        assert!(status.failures >= 1 && status.reloads >= 1, "{status:?}");
+
+        // A refusal of the new pair holds again.
+        fs::write(&cert, pki.serving.cert_pem()).unwrap();
+        wait_for(|| serving.status().last_error.is_some());
+        assert_eq!(serving.current().cert[0], pki.serving_rotated.cert_der());
     }
 
     /// A reload that was triggered by an older version of a file (a slow watcher, a rotation
@@ -392,7 +447,8 @@ mod tests {
             cert: cert.clone(),
             key,
             target: Arc::clone(&target),
-            lock: Arc::new(Mutex::new(())),
+            file: 0,
+            pair: Arc::default(),
         };
         // The certificate watcher read the old certificate before the rotation was written.
         parser
