@@ -519,6 +519,50 @@ async fn with_no_flags_it_writes_a_demo_token_and_prints_ready_lines() {
     }
 }
 
+/// The handlers of requests with a body (selfsubjectreviews, pod deletes with their
+/// `DeleteOptions`) read it before they answer, as kube-apiserver decodes it: over HTTP/2 an
+/// answer sent while the client is still sending ends the stream with RST_STREAM(NO_ERROR),
+/// which curl 7.88 reports as error 92 (before: 12 of 30 selfsubjectreviews over HTTP/2).
+#[test]
+fn http2_requests_with_a_body_are_answered_after_it() {
+    let s = server(&[]);
+    let curl = |method: &str, path: &str, body: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--http2", "--max-time", "20", "--cacert"])
+            .arg(s.ca_file())
+            .args(["-H", "Authorization: Bearer token1"])
+            .args(["-H", "Content-Type: application/json"])
+            .args(["-X", method, "--data", body, "-o", "/dev/null"])
+            .args(["-w", "%{http_version} %{http_code}"])
+            .arg(format!("{}{path}", s.url()))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "curl -X {method} {path}: {stderr}");
+        stdout
+    };
+    let review = r#"{"kind":"SelfSubjectReview","apiVersion":"authentication.k8s.io/v1"}"#;
+    for _ in 0..20 {
+        let answer = curl(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            review,
+        );
+        assert_eq!(answer, "2 201");
+    }
+    let pods = "/api/v1/namespaces/default/pods";
+    for i in 0..10 {
+        let name = format!("p{i}");
+        let created = curl("POST", pods, &pod(&name).to_string());
+        assert_eq!(created, "2 201");
+        let options =
+            r#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background"}"#;
+        let deleted = curl("DELETE", &format!("{pods}/{name}"), options);
+        assert_eq!(deleted, "2 200");
+    }
+}
+
 /// The default `--cert-dir` is `/var/run/kubernetes`, kube-apiserver's; a user who cannot
 /// write it (not root) gets the generated certificates in `./apiserver.local.config/
 /// certificates`, as Kubernetes' sample API servers do, and is told so.

@@ -351,14 +351,21 @@ async fn authentication_resources(Path(version): Path<String>, pretty: Pretty) -
     .into_response()
 }
 
-/// `kubectl auth whoami`: any body (kubectl sends protobuf), JSON back, 201.
+/// `kubectl auth whoami`: any body (kubectl sends protobuf), JSON back, 201. The body is read
+/// (within the limit) before the answer, as kube-apiserver decodes it: an HTTP/2 answer sent
+/// while the client is still sending ends the stream with a reset, which some clients (curl)
+/// report as an error.
 async fn self_subject_review(
     Path(version): Path<String>,
     pretty: Pretty,
     user: UserInfo,
+    body: Body,
 ) -> Response {
     if !matches!(version.as_str(), "v1" | "v1beta1") {
         return not_found(pretty).await;
+    }
+    if let Err(e) = axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        return body_rejection(&e, pretty);
     }
     /// `SelfSubjectReview` in Kubernetes' field order (`userInfo` keeps `UserInfo`'s).
     #[derive(Serialize)]
@@ -596,11 +603,17 @@ async fn get_pod(
     }
 }
 
+/// The body (`DeleteOptions`, which kubectl sends) is read before the answer, as
+/// kube-apiserver does (see [`self_subject_review`]); its options are not applied.
 async fn delete_pod(
     State(s): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
     pretty: Pretty,
+    body: Body,
 ) -> Response {
+    if let Err(e) = axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        return body_rejection(&e, pretty);
+    }
     match s.store.delete(&ns, &name) {
         Ok(pod) => Json(pod).into_response(),
         Err(e) => store_error(e, &name, pretty),
