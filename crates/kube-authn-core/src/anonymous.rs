@@ -26,6 +26,12 @@ impl Anonymous {
     /// `URL.Path` is: `/heal%74hz` is not `/healthz` here. Routers such as axum's match the raw
     /// path too, so a decoded match could let anonymous requests reach a route the condition
     /// did not name; the only difference is a 401 for a spelling no client sends.
+    ///
+    /// It is the path as the layer sees it. In axum, a layer inside a `Router::nest("/api",
+    /// ..)` sees `/healthz` for a request to `/api/healthz`, so a condition `/healthz` there
+    /// also opens `/api/healthz` (and `/api/healthz` never matches). Mount the layer on the
+    /// outermost router, as kube-apiserver runs authentication before any routing, for the
+    /// conditions to name the paths clients send.
     pub fn with_paths<I, S>(paths: I) -> Self
     where
         I: IntoIterator<Item = S>,

@@ -241,7 +241,9 @@ impl AuthnBuilder {
         self
     }
 
-    /// Enables anonymous access only for these exact paths.
+    /// Enables anonymous access only for these exact paths: the paths as the layer sees them
+    /// (inside axum's `Router::nest`, without the nest's prefix; see
+    /// [`Anonymous::with_paths`](crate::core::Anonymous::with_paths)).
     pub fn anonymous_paths<I, S>(mut self, paths: I) -> Self
     where
         I: IntoIterator<Item = S>,

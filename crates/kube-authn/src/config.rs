@@ -91,8 +91,16 @@ pub struct AnonymousConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AnonymousCondition {
-    /// The exact request path.
+    /// The exact request path, as the layer sees it (inside axum's `Router::nest`, without
+    /// the nest's prefix; see [`Anonymous::with_paths`](crate::core::Anonymous::with_paths)).
     pub path: String,
+}
+
+impl AnonymousCondition {
+    /// A condition allowing anonymous requests to `path`.
+    pub fn new(path: impl Into<String>) -> Self {
+        Self { path: path.into() }
+    }
 }
 
 /// Why a configuration was refused.
@@ -245,7 +253,7 @@ mod tests {
             Some(Path::new("/abs/passwords.csv"))
         );
         assert!(c.anonymous.enabled);
-        assert_eq!(c.anonymous.conditions[0].path, "/healthz");
+        assert_eq!(c.anonymous.conditions, [AnonymousCondition::new("/healthz")]);
         assert_eq!(c.reload, Reload(false));
     }
 

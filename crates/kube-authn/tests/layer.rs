@@ -172,6 +172,42 @@ async fn the_extractor_is_500_without_the_layer() {
     assert!(body.contains("authentication layer"), "{body}");
 }
 
+/// Anonymous conditions match the path as the layer sees it (documented on
+/// `Anonymous::with_paths`): inside `Router::nest` it has lost the nest's prefix; on the
+/// outermost router it is the path the client sent.
+#[tokio::test]
+async fn anonymous_conditions_match_the_path_the_layer_sees() {
+    let (_dir, ops, _) = files();
+    let layer = |path: &str| {
+        AuthnLayer::builder()
+            .token_file(&ops)
+            .anonymous_paths([path])
+            .build()
+            .unwrap()
+    };
+    let healthz = || Router::new().route("/healthz", get(|| async { "ok" }));
+    // Inside the nest: `/healthz` opens `/api/healthz`, `/api/healthz` matches nothing.
+    let nested = serve(Router::new().nest("/api", healthz().layer(layer("/healthz")))).await;
+    assert_eq!(get_raw(&nested, "/api/healthz", &[]).await.0, 200);
+    let nested = serve(Router::new().nest("/api", healthz().layer(layer("/api/healthz")))).await;
+    assert_eq!(get_raw(&nested, "/api/healthz", &[]).await.0, 401);
+    // Outermost: the conditions name the paths clients send.
+    let outer = serve(
+        Router::new()
+            .nest("/api", healthz())
+            .layer(layer("/api/healthz")),
+    )
+    .await;
+    assert_eq!(get_raw(&outer, "/api/healthz", &[]).await.0, 200);
+    let outer = serve(
+        Router::new()
+            .nest("/api", healthz())
+            .layer(layer("/healthz")),
+    )
+    .await;
+    assert_eq!(get_raw(&outer, "/api/healthz", &[]).await.0, 401);
+}
+
 #[tokio::test]
 async fn curl_gets_the_pretty_status() {
     let (_dir, ops, _) = files();
