@@ -253,7 +253,10 @@ mod tests {
             Some(Path::new("/abs/passwords.csv"))
         );
         assert!(c.anonymous.enabled);
-        assert_eq!(c.anonymous.conditions, [AnonymousCondition::new("/healthz")]);
+        assert_eq!(
+            c.anonymous.conditions,
+            [AnonymousCondition::new("/healthz")]
+        );
         assert_eq!(c.reload, Reload(false));
     }
 
