@@ -563,6 +563,43 @@ fn http2_requests_with_a_body_are_answered_after_it() {
     }
 }
 
+/// Kubernetes' `UnauthenticatedHTTP2DOSMitigation`: by default the HTTP/2 connection of an
+/// anonymous user is closed once answered (the server says so in its debug log);
+/// `--feature-gates=UnauthenticatedHTTP2DOSMitigation=false` keeps it.
+#[tokio::test]
+async fn the_http2_mitigation_follows_its_feature_gate() {
+    const CLOSING: &str = "closing the connection of an unauthenticated HTTP/2 client";
+    for (flags, closes) in [
+        (vec![], true),
+        (
+            vec!["--feature-gates=UnauthenticatedHTTP2DOSMitigation=false"],
+            false,
+        ),
+    ] {
+        let s = server(&flags);
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--http2", "--max-time", "20", "--cacert"])
+            .arg(s.ca_file())
+            .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+            .arg(format!("{}/healthz", s.url()))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200", "{flags:?}");
+        // The log is one ordered stream: the marker's refusal comes after the line, if any.
+        let marker = format!("{}/api/v1/namespaces/gate-marker/pods", s.url());
+        let resp = s
+            .client()
+            .get(&marker)
+            .header("Authorization", "Bearer marker")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let log = s.wait_for_stderr("gate-marker", std::time::Duration::from_secs(30));
+        assert_eq!(log.contains(CLOSING), closes, "{flags:?}:\n{log}");
+    }
+}
+
 /// The default `--cert-dir` is `/var/run/kubernetes`, kube-apiserver's; a user who cannot
 /// write it (not root) gets the generated certificates in `./apiserver.local.config/
 /// certificates`, as Kubernetes' sample API servers do, and is told so.

@@ -92,6 +92,12 @@ pub(crate) struct Flags {
     #[arg(long, value_delimiter = ',')]
     pub(crate) requestheader_extra_headers_prefix: Vec<String>,
 
+    /// A set of key=value pairs that describe feature gates. This server knows one:
+    /// UnauthenticatedHTTP2DOSMitigation=true|false (default true): an HTTP/2 connection that
+    /// got a 401, or served an anonymous user, is closed once it is answered.
+    #[arg(long, value_parser = parse_feature_gates, default_value = "")]
+    pub(crate) feature_gates: FeatureGates,
+
     /// Serves without any authentication layer, as kube-apiserver does with no authenticator
     /// ("Authentication is disabled"): the baseline of the load benchmark (not a kube-apiserver flag).
     #[arg(long, hide = true)]
@@ -110,6 +116,39 @@ fn parse_bool(value: &str) -> Result<bool, String> {
             "strconv.ParseBool: parsing {value:?}: invalid syntax"
         )),
     }
+}
+
+/// The feature gates this server knows (`--feature-gates`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FeatureGates {
+    pub(crate) unauthenticated_http2_dos_mitigation: bool,
+}
+
+/// `--feature-gates` as Kubernetes' `MapStringBool` reads it (comma-separated `Name=bool`,
+/// spaces trimmed, values as `strconv.ParseBool`), with its messages; a gate this server does
+/// not know is refused as kube-apiserver refuses one it does not know.
+fn parse_feature_gates(value: &str) -> Result<FeatureGates, String> {
+    let mut gates = FeatureGates {
+        unauthenticated_http2_dos_mitigation: true,
+    };
+    for pair in value.split(',') {
+        if pair.trim().is_empty() {
+            continue;
+        }
+        let Some((name, v)) = pair.split_once('=') else {
+            return Err("malformed pair, expect string=bool".to_owned());
+        };
+        let (name, v) = (name.trim(), v.trim());
+        let enabled =
+            parse_bool(v).map_err(|e| format!("invalid value of {name}={v}, err: {e}"))?;
+        match name {
+            "UnauthenticatedHTTP2DOSMitigation" => {
+                gates.unauthenticated_http2_dos_mitigation = enabled;
+            }
+            _ => return Err(format!("unrecognized feature gate: {name}")),
+        }
+    }
+    Ok(gates)
 }
 
 impl Flags {
@@ -348,6 +387,35 @@ mod tests {
             Some(std::path::Path::new("b.csv"))
         );
         assert_eq!(flags.api_audiences, ["x", "y", "z"]);
+    }
+
+    #[test]
+    fn feature_gates_are_read_as_kubernetes_reads_them() {
+        let gates = |value: &str| {
+            Flags::try_parse_from(["mini-apiserver", &format!("--feature-gates={value}")])
+                .map(|f| f.feature_gates.unauthenticated_http2_dos_mitigation)
+                .map_err(|e| e.to_string())
+        };
+        let default = Flags::try_parse_from(["mini-apiserver"]).unwrap();
+        assert!(default.feature_gates.unauthenticated_http2_dos_mitigation);
+        assert_eq!(gates("UnauthenticatedHTTP2DOSMitigation=false"), Ok(false));
+        assert_eq!(gates(" UnauthenticatedHTTP2DOSMitigation = F ,"), Ok(false));
+        assert_eq!(gates("UnauthenticatedHTTP2DOSMitigation=true"), Ok(true));
+        assert_eq!(gates(""), Ok(true));
+        for (value, message) in [
+            ("Nope=true", "unrecognized feature gate: Nope"),
+            (
+                "UnauthenticatedHTTP2DOSMitigation",
+                "malformed pair, expect string=bool",
+            ),
+            (
+                "UnauthenticatedHTTP2DOSMitigation=maybe",
+                "invalid value of UnauthenticatedHTTP2DOSMitigation=maybe, err: strconv.ParseBool: parsing \"maybe\": invalid syntax",
+            ),
+        ] {
+            let err = gates(value).unwrap_err();
+            assert!(err.contains(message), "{value}: {err}");
+        }
     }
 
     #[test]

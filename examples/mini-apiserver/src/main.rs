@@ -308,7 +308,9 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         // One authentication service around the whole router (rather than `Router::layer`,
         // which wraps every route and boxes the body once more per request).
         let app = tower_layer::Layer::layer(&authn, app);
-        kube_authn::x509::serve(listener, tls_config, app).await?;
+        kube_authn::x509::serve(listener, tls_config, app)
+            .close_unauthenticated_http2(flags.feature_gates.unauthenticated_http2_dos_mitigation)
+            .await?;
     }
     Ok(())
 }

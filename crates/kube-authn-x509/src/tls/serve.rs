@@ -71,7 +71,10 @@ pub fn serve<S>(listener: TcpListener, tls: impl Into<TlsSource>, service: S) ->
         service,
         handshake_timeout: Duration::from_secs(10),
         header_read_timeout: HEADER_READ_TIMEOUT,
-        goaway_hard_cap: GOAWAY_HARD_CAP,
+        closing: Closing {
+            enabled: true,
+            hard_cap: GOAWAY_HARD_CAP,
+        },
     }
 }
 
@@ -83,8 +86,16 @@ pub struct Serve<S> {
     service: S,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
+    closing: Closing,
+}
+
+/// How unauthenticated HTTP/2 connections are closed.
+#[derive(Clone, Copy, Debug)]
+struct Closing {
+    /// Whether they are (`UnauthenticatedHTTP2DOSMitigation`).
+    enabled: bool,
     /// [`GOAWAY_HARD_CAP`], shorter in tests.
-    goaway_hard_cap: Duration,
+    hard_cap: Duration,
 }
 
 impl<S> std::fmt::Debug for Serve<S> {
@@ -93,6 +104,7 @@ impl<S> std::fmt::Debug for Serve<S> {
             .field("listener", &self.listener)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("close_unauthenticated_http2", &self.closing.enabled)
             .finish_non_exhaustive()
     }
 }
@@ -112,10 +124,22 @@ impl<S> Serve<S> {
         self
     }
 
+    /// Whether an HTTP/2 connection is closed once it got a `401` or served an anonymous
+    /// user (default: yes). This is Kubernetes' `UnauthenticatedHTTP2DOSMitigation` feature
+    /// gate, on by default since 1.29: one unauthenticated client cannot keep a multiplexed
+    /// connection, and its resources, for many requests. A server with public pages served to
+    /// HTTP/2 clients (browsers) can turn it off, as kube-apiserver's
+    /// `--feature-gates=UnauthenticatedHTTP2DOSMitigation=false` does; its anonymous users then
+    /// keep their connections as authenticated ones do. HTTP/1.1 is never affected.
+    pub fn close_unauthenticated_http2(mut self, enabled: bool) -> Self {
+        self.closing.enabled = enabled;
+        self
+    }
+
     /// The hard cap of closing connections ([`GOAWAY_HARD_CAP`]), shortened by tests.
     #[cfg(test)]
     pub(crate) fn goaway_hard_cap(mut self, cap: Duration) -> Self {
-        self.goaway_hard_cap = cap;
+        self.closing.hard_cap = cap;
         self
     }
 
@@ -192,7 +216,7 @@ impl<S> Serve<S> {
                     alive,
                     known: known.clone(),
                 },
-                self.goaway_hard_cap,
+                self.closing,
             ));
             // The first-request watchdog runs beside the connection, so that the connection's
             // own polling carries no timer.
@@ -261,7 +285,7 @@ async fn connection<S, B>(
     service: S,
     builder: auto::Builder<TokioExecutor>,
     watched: Watched,
-    hard_cap: Duration,
+    closing: Closing,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -288,9 +312,11 @@ async fn connection<S, B>(
     let service = CloseOnMark {
         inner: service,
         state: Arc::clone(&state),
+        enabled: closing.enabled,
     };
     let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
+    let hard_cap = closing.hard_cap;
     let mut closing = false;
     let mut shut = false;
     let mut wind_down: Option<WindDown> = None;
@@ -531,6 +557,8 @@ impl Drop for InFlight {
 struct CloseOnMark<S> {
     inner: S,
     state: Arc<ConnState>,
+    /// [`Serve::close_unauthenticated_http2`].
+    enabled: bool,
 }
 
 impl<S, R, B> Service<Request<R>> for CloseOnMark<S>
@@ -548,7 +576,7 @@ where
 
     fn call(&mut self, req: Request<R>) -> Self::Future {
         // Only HTTP/2 responses are marked: HTTP/1.1 requests are not looked at.
-        if req.version() != http::Version::HTTP_2 {
+        if req.version() != http::Version::HTTP_2 || !self.enabled {
             return MarkFuture::Calling {
                 inner: self.inner.call(req),
                 state: None,

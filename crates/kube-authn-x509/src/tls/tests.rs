@@ -1054,3 +1054,43 @@ async fn an_authenticated_stream_outlives_the_hard_cap() {
     let ended = tokio::time::timeout(Duration::from_secs(30), conn).await;
     assert!(ended.is_ok(), "the connection stayed open");
 }
+
+/// With the mitigation off (`--feature-gates=UnauthenticatedHTTP2DOSMitigation=false`), an
+/// HTTP/2 connection keeps serving after a 401 and after an anonymous answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http2_mitigation_can_be_turned_off() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use kube_authn_core::{Anonymous, WithAnonymous};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let auth = WithAnonymous::new(authenticator(), Anonymous::with_paths(["/anonymous"]));
+    let svc = ServiceBuilder::new()
+        .layer(AuthnLayer::new(auth))
+        .service(service_fn(whoami));
+    let tls = server_config(&authenticator());
+    tokio::spawn(
+        serve(listener, Arc::new(tls), svc)
+            .close_unauthenticated_http2(false)
+            .into_future(),
+    );
+    let mut config = (*client(None).config().clone()).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let stream = connect(&TlsConnector::from(Arc::new(config)), addr).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    for (path, expected) in [("/", 401), ("/anonymous", 200), ("/", 401)] {
+        let request = Request::get(format!("https://localhost{path}"))
+            .body(Empty::<hyper::body::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), expected, "{path}");
+        // Past the quiet second after which a marked connection gets its GOAWAY.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    assert!(!conn.is_finished(), "the connection ended");
+}
