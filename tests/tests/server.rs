@@ -563,6 +563,44 @@ fn http2_requests_with_a_body_are_answered_after_it() {
     }
 }
 
+/// Request heads as large as kube-apiserver takes (`MaxHeaderBytes`, 1 MiB): bearer tokens of
+/// 60 KB over HTTP/2 (curl; hyper's default header list size is 16 KiB, and curl sends header
+/// blocks of at most 64 KiB) and 600 KB over HTTP/1.1 (hyper's default buffer is ~400 KiB),
+/// as an OIDC provider that puts many groups in its tokens may issue.
+#[tokio::test]
+async fn large_tokens_are_read_over_http2_and_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let (small, large) = ("s".repeat(60_000), "l".repeat(600_000));
+    let tokens = write_file(
+        dir.path(),
+        "tokens.csv",
+        &format!("{small},small,uid-s\n{large},large,uid-l\n"),
+    );
+    let header = write_file(
+        dir.path(),
+        "header.txt",
+        &format!("Authorization: Bearer {small}\n"),
+    );
+    let s = Server::start_in(dir, &[&format!("--token-auth-file={tokens}")]);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--http2", "--max-time", "20", "--cacert"])
+        .arg(s.ca_file())
+        .arg("-H")
+        .arg(format!("@{header}"))
+        .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+        .arg(format!("{}/api/v1/namespaces/default/pods", s.url()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200", "{stderr}");
+    // HTTP/1.1 (curl 7.88 stalls on sending heads this large; reqwest does not).
+    for (token, user) in [(&small, "small"), (&large, "large")] {
+        let review = whoami(&s, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(review.0, StatusCode::CREATED, "{user}");
+        assert_eq!(review.1["status"]["userInfo"]["username"], user);
+    }
+}
+
 /// Kubernetes' `UnauthenticatedHTTP2DOSMitigation`: by default the HTTP/2 connection of an
 /// anonymous user is closed once answered (the server says so in its debug log);
 /// `--feature-gates=UnauthenticatedHTTP2DOSMitigation=false` keeps it.
