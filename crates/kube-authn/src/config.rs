@@ -65,9 +65,30 @@ pub struct RequestHeaderFileConfig {
 }
 
 /// Whether files are hot-reloaded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reload(pub bool);
+
+impl<'de> Deserialize<'de> for Reload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        plain_bool(d).map(Reload)
+    }
+}
+
+/// A boolean as Kubernetes reads one from YAML (turned into JSON): a plain `true` or `false`
+/// (or YAML 1.1's `yes`, `on`, ...), never a quoted string (`"true"` is a JSON string).
+fn plain_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Plain;
+    impl serde::de::Visitor<'_> for Plain {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a boolean")
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+    }
+    d.deserialize_any(Plain)
+}
 
 impl Default for Reload {
     fn default() -> Self {
@@ -81,6 +102,7 @@ impl Default for Reload {
 #[non_exhaustive]
 pub struct AnonymousConfig {
     /// Whether requests without credentials are authenticated as `system:anonymous`.
+    #[serde(deserialize_with = "plain_bool")]
     pub enabled: bool,
     /// When non-empty, anonymous access is allowed only for these exact paths.
     pub conditions: Vec<AnonymousCondition>,
@@ -117,7 +139,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The YAML is malformed or has unknown or mistyped fields.
-    #[error("invalid configuration {}: {source}", path.display())]
+    #[error("invalid configuration {}: {}", path.display(), tidy(source))]
     Yaml {
         /// The file.
         path: PathBuf,
@@ -153,9 +175,11 @@ impl AuthnConfig {
         let mut config: AuthnConfig = if yaml.trim().is_empty() {
             AuthnConfig::default()
         } else {
-            serde_saphyr::from_str(yaml).map_err(|source| ConfigError::Yaml {
-                path: path.to_owned(),
-                source: Box::new(source),
+            serde_saphyr::from_str_with_options(yaml, yaml_options()).map_err(|source| {
+                ConfigError::Yaml {
+                    path: path.to_owned(),
+                    source: Box::new(source),
+                }
             })?
         };
         config.validate().map_err(|message| ConfigError::Invalid {
@@ -205,6 +229,23 @@ impl AuthnConfig {
         }
         Ok(())
     }
+}
+
+/// The YAML error without the parser's advice to its own users.
+fn tidy(e: &serde_saphyr::Error) -> String {
+    e.to_string()
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+}
+
+/// How the configuration is read: as Kubernetes reads its YAML (`sigs.k8s.io/yaml`, YAML 1.1
+/// turned into JSON): a plain `123` or `true` is a number or a boolean, not a string
+/// (`tokenAuthFile: 123` is refused, not read as the file `123`); errors on one line, which
+/// [`ConfigError`] prefixes with the file.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.no_schema = true;
+    options.with_snippet = false;
+    options
 }
 
 #[cfg(test)]
@@ -274,13 +315,13 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.starts_with("invalid configuration a.yaml:"), "{msg}");
         assert!(msg.contains("tokenFile"), "{msg}");
-        assert!(msg.contains("line 1 column 1"), "{msg}");
-        // A bad value names its line and column.
+        assert!(msg.contains("line 1, column 1"), "{msg}");
+        // A bad value names its line (and the column of its key).
         let e = AuthnConfig::from_yaml("a.yaml", "reload: true\nanonymous:\n  enabled: maybe\n")
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("invalid configuration a.yaml:") && e.contains("line 3 column 12"),
+            e.starts_with("invalid configuration a.yaml:") && e.contains("line 3, column 3"),
             "{e}"
         );
     }
@@ -300,6 +341,60 @@ mod tests {
     fn refuses_wrong_types() {
         let e = AuthnConfig::from_yaml("a.yaml", "anonymous: yes-please\n").unwrap_err();
         assert!(matches!(e, ConfigError::Yaml { .. }), "{e}");
+    }
+
+    /// Values are typed as Kubernetes types them (its YAML becomes JSON): plain scalars are
+    /// numbers and booleans, quoted ones strings; each refusal is one line naming the file,
+    /// line and column.
+    #[test]
+    fn yaml_values_are_typed_as_kubernetes_types_them() {
+        let reload = |yaml: &str| AuthnConfig::from_yaml("dir/a.yaml", yaml).map(|c| c.reload);
+        for (yaml, expected) in [
+            ("reload: true\n", true),
+            ("reload: False\n", false),
+            ("reload: yes\n", true),
+            ("reload: off\n", false),
+        ] {
+            assert_eq!(reload(yaml).unwrap(), Reload(expected), "{yaml}");
+        }
+        let enabled = AuthnConfig::from_yaml("a.yaml", "anonymous:\n  enabled: on\n").unwrap();
+        assert!(enabled.anonymous.enabled);
+        for (yaml, message) in [
+            (
+                "reload: \"yes\"\n",
+                "invalid type: string \"yes\", expected a boolean at line 1, column 1",
+            ),
+            (
+                "anonymous:\n  enabled: \"true\"\n",
+                "invalid type: string \"true\", expected a boolean at line 2, column 3",
+            ),
+            (
+                "reload: 1\n",
+                "invalid type: integer `1`, expected a boolean at line 1, column 1",
+            ),
+            (
+                "tokenAuthFile: 123\n",
+                "The string value [123] must be quoted at line 1, column 16",
+            ),
+            (
+                "apiAudiences: [1]\n",
+                "The string value [1] must be quoted at line 1, column 16",
+            ),
+            (
+                "tokenAuthFile: a\ntokenAuthFile: b\n",
+                "duplicate mapping key: tokenAuthFile at line 2, column 1",
+            ),
+        ] {
+            let err = reload(yaml).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!("invalid configuration dir/a.yaml: {message}"),
+                "{yaml}"
+            );
+        }
+        // Quoted, a string is a string.
+        let c = AuthnConfig::from_yaml("a.yaml", "tokenAuthFile: \"123\"\n").unwrap();
+        assert_eq!(c.token_auth_file.as_deref(), Some(Path::new("123")));
     }
 
     proptest::proptest! {
