@@ -563,6 +563,47 @@ fn http2_requests_with_a_body_are_answered_after_it() {
     }
 }
 
+/// A token file is read as Kubernetes reads it, and what is surprising in it is said, never a
+/// token: a byte order mark (part of the first token, as Go's csv keeps it), an empty user
+/// name (accepted), an empty token (skipped), a duplicate token (the last row wins).
+#[tokio::test]
+async fn surprises_in_a_token_file_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = write_file(
+        dir.path(),
+        "tokens.csv",
+        "\u{feff}bomtok,u1,1\nnoname-tok,,2\n,u3,3\ndup-tok,u4,4\ndup-tok,u5,5\n",
+    );
+    let s = Server::start_in(dir, &[&format!("--token-auth-file={tokens}")]);
+    let log = s.stderr();
+    for warning in [
+        "the file starts with a UTF-8 byte order mark: it is part of the first token, as in Kubernetes",
+        "empty user name in token file",
+        "empty token has been found in token file",
+        "duplicate token has been found in token file",
+    ] {
+        let line = log.lines().find(|l| l.contains(warning));
+        let line = line.unwrap_or_else(|| panic!("no {warning:?} in:\n{log}"));
+        assert!(
+            line.contains("WARN") && line.contains("tokens.csv"),
+            "{line}"
+        );
+    }
+    for token in ["bomtok", "noname-tok", "dup-tok"] {
+        assert!(!log.contains(token), "{log}");
+    }
+    assert_eq!(
+        whoami(&s, Some("Bearer bomtok")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (code, review) = whoami(&s, Some("Bearer dup-tok")).await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(review["status"]["userInfo"]["username"], "u5");
+    let (code, review) = whoami(&s, Some("Bearer noname-tok")).await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(review["status"]["userInfo"]["uid"], "2");
+}
+
 /// Request heads as large as kube-apiserver takes (`MaxHeaderBytes`, 1 MiB): bearer tokens of
 /// 60 KB over HTTP/2 (curl; hyper's default header list size is 16 KiB, and curl sends header
 /// blocks of at most 64 KiB) and 600 KB over HTTP/1.1 (hyper's default buffer is ~400 KiB),

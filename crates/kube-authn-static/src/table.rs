@@ -39,6 +39,18 @@ impl Kind {
             Kind::Password => USER,
         }
     }
+
+    /// What the first column holds (and what kind of file it is), for messages.
+    fn secret_name(self) -> &'static str {
+        match self {
+            Kind::Token => "token",
+            Kind::Password => "password",
+        }
+    }
+
+    fn file_name(self) -> &'static str {
+        self.secret_name()
+    }
 }
 
 const SECRET: usize = 0;
@@ -110,6 +122,15 @@ impl Table {
             ascii &= piece.is_ascii();
             kube_authn_core::reload::cooperate();
         }
+        if bytes.starts_with(b"\xef\xbb\xbf") {
+            // Go's csv keeps it: the first secret starts with it, as in Kubernetes. Said, since
+            // that secret then never matches what clients send.
+            tracing::warn!(
+                path = %path.display(),
+                "the file starts with a UTF-8 byte order mark: it is part of the first {}, as in Kubernetes",
+                kind.secret_name(),
+            );
+        }
         let mut rows = Index::with_capacity(lines.min(PRESIZE_LIMIT))?;
         // The kept fields are never longer than the file. Bytes while parsing (wiped if the
         // file is refused), checked as UTF-8 field by field only when the file is not ASCII.
@@ -138,6 +159,16 @@ impl Table {
                 continue;
             }
 
+            if record.get(USER).is_empty() {
+                // Accepted, as in Kubernetes: its user has an empty name.
+                tracing::warn!(
+                    path = %path.display(),
+                    line,
+                    "empty user name in {} file '{}', record number '{record_number}'",
+                    kind.file_name(),
+                    path.display(),
+                );
+            }
             let mut row = Row {
                 start: offset(text.len())?,
                 ends: [0; KEPT],
