@@ -84,7 +84,8 @@ pub(crate) fn strip(headers: &mut HeaderMap, config: &Compiled) {
 }
 
 /// Go's `url.PathUnescape`: `%XX` escapes decoded once, `+` kept; `None` for a malformed
-/// escape or a result that is not UTF-8.
+/// escape. Decoded bytes that are not UTF-8 become U+FFFD, as for header values: Go keeps the
+/// bytes, and every JSON Kubernetes writes of the key (a review, a webhook) has U+FFFD there.
 pub(crate) fn path_unescape(s: &str) -> Option<String> {
     if !s.contains('%') {
         return Some(s.to_owned());
@@ -103,7 +104,10 @@ pub(crate) fn path_unescape(s: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    Some(match String::from_utf8(out) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -128,7 +132,12 @@ mod tests {
         assert_eq!(path_unescape("abc%"), None);
         assert_eq!(path_unescape("abc%2"), None);
         assert_eq!(path_unescape("%2520").as_deref(), Some("%20"));
-        assert_eq!(path_unescape("%ff"), None, "not utf-8");
+        assert_eq!(path_unescape("%ff").as_deref(), Some("\u{FFFD}"), "not utf-8");
+        assert_eq!(
+            path_unescape("bad%ff%fe").as_deref(),
+            Some("bad\u{FFFD}\u{FFFD}")
+        );
+        assert_eq!(path_unescape("%c3%a4").as_deref(), Some("ä"));
     }
 
     fn compiled() -> Compiled {

@@ -51,7 +51,8 @@ use crate::verify::{ChainPolicy, Clock, RequiredUsage};
 ///    no user name: no credential of this kind;
 /// 5. the configured headers are removed, whatever the outcome.
 ///
-/// Header values that are not UTF-8 are ignored.
+/// Bytes that are not UTF-8, in header values or unescaped extra keys, become U+FFFD (Go keeps
+/// them, and writes U+FFFD wherever it writes them as JSON).
 #[derive(Clone)]
 pub struct RequestHeaderAuthenticator {
     policy: ChainPolicy,
