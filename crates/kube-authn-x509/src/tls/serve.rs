@@ -352,10 +352,11 @@ async fn connection<S, B>(
                 Poll::Ready(End::Quiet) if !shut => {
                     // The answers are out and a second passed: GOAWAY now (hyper's graceful
                     // shutdown started while an answer was still on its way to h2 could lose
-                    // it: the client saw the GOAWAY, not its 401). Requests have been refused
-                    // since the mark. A client that winds down ends the connection itself;
+                    // it: the client saw the GOAWAY, not its 401). Requests are refused from
+                    // now on. A client that winds down ends the connection itself;
                     // another gets one more quiet second.
                     shut = true;
+                    state.shut.store(true, Ordering::Release);
                     conn.as_mut().graceful_shutdown();
                     wind_down.rearm();
                     return conn.as_mut().poll(cx);
@@ -387,7 +388,7 @@ const GOAWAY_HARD_CAP: Duration = Duration::from_secs(30);
 
 /// The end of a connection marked for closing.
 ///
-/// New streams are refused from the mark on (`CloseOnMark`). Once the last answer is out and
+/// New streams are refused once the GOAWAY is out (`CloseOnMark`). Once the last answer is out and
 /// nothing was written for 1 s (h2 may still be sending the answers: a slow reader is not cut
 /// while it reads), the GOAWAY goes out (hyper's graceful shutdown, which started at once could
 /// lose an answer still on its way to h2), and a client that does not wind down (hyper's GOAWAY
@@ -478,8 +479,9 @@ enum End {
 /// requests are under way (from the call to the end of the response body).
 #[derive(Default)]
 struct ConnState {
-    /// Whether a response asked for the connection's end: later requests are refused.
     closing: AtomicBool,
+    /// Whether the GOAWAY was sent: later requests are refused.
+    shut: AtomicBool,
     in_flight: AtomicUsize,
     /// Marked answers (401s, anonymous users') under way.
     marked: AtomicUsize,
@@ -594,12 +596,9 @@ where
                 guard: None,
             };
         }
-        // Past the mark, as Go ignores the streams past the GOAWAY it sends with the marked
-        // answer (ours goes out later, once the answers are out: see `WindDown`). Refused
-        // streams are retried elsewhere by clients (RFC 9113 §8.7), so an unauthenticated
-        // client gets one answer per connection, as from kube-apiserver, however fast it
-        // sends.
-        if self.state.closing.load(Ordering::Acquire) {
+        // Past the GOAWAY, as Go ignores the streams past it (before it, a request is served:
+        // the client could not know).
+        if self.state.shut.load(Ordering::Acquire) {
             self.state.refused.store(true, Ordering::Relaxed);
             return MarkFuture::Refused;
         }
