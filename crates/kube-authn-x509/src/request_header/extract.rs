@@ -132,7 +132,11 @@ mod tests {
         assert_eq!(path_unescape("abc%"), None);
         assert_eq!(path_unescape("abc%2"), None);
         assert_eq!(path_unescape("%2520").as_deref(), Some("%20"));
-        assert_eq!(path_unescape("%ff").as_deref(), Some("\u{FFFD}"), "not utf-8");
+        assert_eq!(
+            path_unescape("%ff").as_deref(),
+            Some("\u{FFFD}"),
+            "not utf-8"
+        );
         assert_eq!(
             path_unescape("bad%ff%fe").as_deref(),
             Some("bad\u{FFFD}\u{FFFD}")
