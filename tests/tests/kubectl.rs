@@ -211,6 +211,50 @@ async fn get_pods_watch_and_follow_logs() {
 
 /// Selectors as kube-apiserver applies them: `get pods -l`, `--field-selector`, and
 /// `get pod NAME -w` (a watch with `fieldSelector=metadata.name=NAME`) sees that pod only.
+/// `kubectl get pods -A` (`GET /api/v1/pods`) lists the pods of every namespace, and
+/// `-A -w` watches them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_pods_of_all_namespaces_and_watch_them() {
+    let s = server();
+    let home = tempfile::tempdir().unwrap();
+    let c = s.client();
+    let create = |ns: &str, name: &str| {
+        let request = c
+            .post(format!("{}/api/v1/namespaces/{ns}/pods", s.url()))
+            .header("Authorization", "Bearer token1")
+            .json(&pod(name));
+        async move { assert!(request.send().await.unwrap().status().is_success()) }
+    };
+    create("team", "web").await;
+    create("ops", "db").await;
+    let (ok, out, err) = run(&s, home.path(), &["--token=token1", "get", "pods", "-A"]);
+    assert!(ok, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().take(2).collect())
+        .collect();
+    assert_eq!(rows, [["ops", "db"], ["team", "web"]], "{out}");
+
+    let (mut watch, rx) = streaming(
+        &s,
+        home.path(),
+        &["--token=token1", "get", "pods", "-A", "-w", "-o", "name"],
+    );
+    let mut seen: Vec<String> = (0..2)
+        .map(|_| rx.recv_timeout(Duration::from_secs(20)).unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["pod/db", "pod/web"]);
+    create("dev", "cache").await;
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "pod/cache"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selectors_and_the_watch_of_one_pod() {
     let s = server();

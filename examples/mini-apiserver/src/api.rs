@@ -61,6 +61,7 @@ pub(crate) fn router(state: AppState) -> Router {
             get(get_pod).put(replace_pod).delete(delete_pod),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
+        .route("/api/v1/pods", get(list_all_pods))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -418,6 +419,29 @@ async fn list_pods(
     query: Result<Query<ListParams>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    list_or_watch(s, Some(ns), pretty, headers, query, ws).await
+}
+
+/// `GET /api/v1/pods` (`kubectl get pods -A`): the pods of every namespace.
+async fn list_all_pods(
+    State(s): State<AppState>,
+    pretty: Pretty,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<ListParams>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    list_or_watch(s, None, pretty, headers, query, ws).await
+}
+
+/// Lists or watches the pods of `ns` (`None`: of every namespace).
+async fn list_or_watch(
+    s: AppState,
+    ns: Option<String>,
+    pretty: Pretty,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<ListParams>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
     let q = match query {
         Ok(Query(q)) => q,
         Err(rejection) => return bad_query(&rejection, pretty),
@@ -432,7 +456,7 @@ async fn list_pods(
     if truthy(q.watch.as_deref()) {
         let since = q.resource_version.as_deref().and_then(|v| v.parse().ok());
         let events: std::pin::Pin<Box<dyn Stream<Item = Value> + Send>> =
-            match s.store.watch(&ns, since) {
+            match s.store.watch(ns.as_deref(), since) {
                 Ok((initial, rx)) => Box::pin(watch_stream(
                     initial,
                     rx,
@@ -450,7 +474,7 @@ async fn list_pods(
             ),
         };
     }
-    let (mut items, rv) = s.store.list(&ns);
+    let (mut items, rv) = s.store.list(ns.as_deref());
     items.retain(|pod| selectors.matches(pod));
     Json(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv.to_string()}, "items": items}))
         .into_response()
@@ -493,7 +517,7 @@ fn selected(e: &crate::store::Event, selectors: &crate::selector::Selectors) -> 
 fn watch_stream(
     initial: Vec<std::sync::Arc<crate::store::Event>>,
     rx: broadcast::Receiver<std::sync::Arc<crate::store::Event>>,
-    ns: String,
+    ns: Option<String>,
     timeout: Duration,
     selectors: std::sync::Arc<crate::selector::Selectors>,
 ) -> impl Stream<Item = Value> + Send + 'static {
@@ -511,10 +535,12 @@ fn watch_stream(
                     return None;
                 };
                 match next {
-                    Ok(e) if e.namespace == ns => match selected(&e, &selectors) {
-                        Some(event) => return Some((event, Some((rx, ns)))),
-                        None => continue,
-                    },
+                    Ok(e) if ns.as_deref().is_none_or(|n| e.namespace == n) => {
+                        match selected(&e, &selectors) {
+                            Some(event) => return Some((event, Some((rx, ns)))),
+                            None => continue,
+                        }
+                    }
                     Ok(_) => continue,
                     // This watcher fell behind: tell it, as Kubernetes does, and end the stream.
                     Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -234,13 +234,14 @@ impl Store {
         let _ = self.events.send(event);
     }
 
-    /// Lists the pods of a namespace and the current resource version.
-    pub(crate) fn list(&self, namespace: &str) -> (Vec<Value>, u64) {
+    /// Lists the pods of a namespace (`None`: of every namespace) and the current resource
+    /// version.
+    pub(crate) fn list(&self, namespace: Option<&str>) -> (Vec<Value>, u64) {
         let inner = self.lock();
         let items = inner
             .pods
             .iter()
-            .filter(|((ns, _), _)| ns == namespace)
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| ns == n))
             .map(|(_, p)| p.object.clone())
             .collect();
         (items, inner.resource_version)
@@ -453,9 +454,14 @@ impl Store {
         Ok(object)
     }
 
-    /// Events of `namespace` after `resource_version` that are still in the history, and a
-    /// receiver for later ones (subscribed under the same lock, so none is missed).
-    pub(crate) fn watch(&self, namespace: &str, since: Option<u64>) -> Result<Watch, TooOld> {
+    /// Events of `namespace` (`None`: of every namespace) after `resource_version` that are
+    /// still in the history, and a receiver for later ones (subscribed under the same lock, so
+    /// none is missed).
+    pub(crate) fn watch(
+        &self,
+        namespace: Option<&str>,
+        since: Option<u64>,
+    ) -> Result<Watch, TooOld> {
         let inner = self.lock();
         if let Some(rv) = since.filter(|rv| *rv != 0 && *rv < inner.compacted) {
             return Err(TooOld {
@@ -469,11 +475,11 @@ impl Store {
             None | Some(0) => inner
                 .pods
                 .iter()
-                .filter(|((ns, _), _)| ns == namespace)
-                .map(|(_, p)| {
+                .filter(|((ns, _), _)| namespace.is_none_or(|n| ns == n))
+                .map(|((ns, _), p)| {
                     Arc::new(Event {
                         kind: "ADDED",
-                        namespace: namespace.to_owned(),
+                        namespace: ns.clone(),
                         resource_version: inner.resource_version,
                         object: p.object.clone(),
                         previous: None,
@@ -484,7 +490,7 @@ impl Store {
                 .history
                 .iter()
                 .map(|(e, _)| e)
-                .filter(|e| e.namespace == namespace && e.resource_version > rv)
+                .filter(|e| namespace.is_none_or(|n| e.namespace == n) && e.resource_version > rv)
                 .cloned()
                 .collect(),
         };
@@ -587,10 +593,10 @@ mod tests {
         for _ in 0..(MAX_HISTORY + 10) {
             s.put("default", pod_named("p"), Some("p")).unwrap();
         }
-        let err = s.watch("default", Some(3)).unwrap_err();
+        let err = s.watch(Some("default"), Some(3)).unwrap_err();
         assert_eq!(err.event()["object"]["code"], 410);
-        assert!(s.watch("default", Some(20)).is_ok());
-        assert!(s.watch("default", Some(0)).is_ok());
+        assert!(s.watch(Some("default"), Some(20)).is_ok());
+        assert!(s.watch(Some("default"), Some(0)).is_ok());
     }
 
     #[test]
@@ -623,7 +629,11 @@ mod tests {
                 }
             }
         }
-        assert_eq!(s.list("default").1, 1, "no resource version was spent");
+        assert_eq!(
+            s.list(Some("default")).1,
+            1,
+            "no resource version was spent"
+        );
         assert!(s.get("default", "p2").is_none());
         // null is an absent field.
         let mut p3 = pod_named("p3");
@@ -643,12 +653,12 @@ mod tests {
         for i in 0..MAX_PODS {
             s.put("default", pod_named(&format!("p{i}")), None).unwrap();
         }
-        let rv = s.list("default").1;
+        let rv = s.list(Some("default")).1;
         assert!(matches!(
             s.put("default", pod_named("one-more"), None),
             Err(StoreError::QuotaExceeded { used: MAX_PODS })
         ));
-        assert_eq!(s.list("default").1, rv);
+        assert_eq!(s.list(Some("default")).1, rv);
         // Updates of existing pods still go through; a deletion makes room.
         s.put("default", pod_named("p0"), Some("p0")).unwrap();
         s.delete("default", "p1").unwrap();
@@ -802,7 +812,7 @@ mod tests {
         ));
         s.put("default", pod.clone(), Some("p")).unwrap();
         s.delete("default", "p").unwrap();
-        let (events, _) = s.watch("default", Some(1)).unwrap();
+        let (events, _) = s.watch(Some("default"), Some(1)).unwrap();
         let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["MODIFIED", "DELETED"]);
         // The update holds the pod as it was before.
@@ -810,6 +820,6 @@ mod tests {
             events[0].previous.as_ref().unwrap()["metadata"]["resourceVersion"],
             created["metadata"]["resourceVersion"]
         );
-        assert!(s.list("default").0.is_empty());
+        assert!(s.list(Some("default")).0.is_empty());
     }
 }
