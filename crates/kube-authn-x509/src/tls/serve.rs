@@ -331,7 +331,6 @@ async fn connection<S, B>(
     let mut conn = std::pin::pin!(conn);
     let hard_cap = closing.hard_cap;
     let mut closing = false;
-    let mut shut = false;
     let mut wind_down: Option<WindDown> = None;
     // One load per poll of the connection while it is open: the flag is set before the marked
     // response goes to the connection, whose sending wakes this task (HTTP/2 streams run as
@@ -340,6 +339,14 @@ async fn connection<S, B>(
         if !closing && state.closing.load(Ordering::Acquire) {
             closing = true;
             tracing::debug!(target: "kube_authn::serve", %addr, "closing the connection of an unauthenticated HTTP/2 client");
+            // GOAWAY now, as Go sends it with the marked answer (before its headers): a client
+            // reading the answer has the GOAWAY first and takes its next request elsewhere;
+            // streams it opened after it are refused (REFUSED_STREAM, as the streams past
+            // Go's GOAWAY are ignored), so an unauthenticated client gets one answer per
+            // connection however fast it sends. hyper's graceful shutdown keeps the streams
+            // under way, the marked one included.
+            state.shut.store(true, Ordering::Release);
+            conn.as_mut().graceful_shutdown();
         }
         // The connection first: what it has to write goes out before its time is looked at
         // (a task starved past the linger must not drop answers it has not flushed yet).
@@ -349,18 +356,9 @@ async fn connection<S, B>(
         if closing {
             let wind_down = wind_down.get_or_insert_with(|| WindDown::new(hard_cap));
             match wind_down.poll(&state, cx) {
-                Poll::Ready(End::Quiet) if !shut => {
-                    // The answers are out and a second passed: GOAWAY now (hyper's graceful
-                    // shutdown started while an answer was still on its way to h2 could lose
-                    // it: the client saw the GOAWAY, not its 401). Requests are refused from
-                    // now on. A client that winds down ends the connection itself;
-                    // another gets one more quiet second.
-                    shut = true;
-                    state.shut.store(true, Ordering::Release);
-                    conn.as_mut().graceful_shutdown();
-                    wind_down.rearm();
-                    return conn.as_mut().poll(cx);
-                }
+                // The answers are out and nothing was written for a second: a client that winds
+                // down after the GOAWAY has ended the connection itself; this one has not
+                // (hyper's final GOAWAY waits for a PING answer it may never send).
                 Poll::Ready(_) => return Poll::Ready(Ok(())),
                 Poll::Pending => {}
             }
@@ -388,14 +386,13 @@ const GOAWAY_HARD_CAP: Duration = Duration::from_secs(30);
 
 /// The end of a connection marked for closing.
 ///
-/// New streams are refused once the GOAWAY is out (`CloseOnMark`). Once the last answer is out and
-/// nothing was written for 1 s (h2 may still be sending the answers: a slow reader is not cut
-/// while it reads), the GOAWAY goes out (hyper's graceful shutdown, which started at once could
-/// lose an answer still on its way to h2), and a client that does not wind down (hyper's GOAWAY
-/// waits for a PING answer) loses the connection one quiet second later. All of it within
-/// 10 s of the last answer, whatever the client does; a client that
-/// sent requests after the mark gets no extension; and 30 s after the mark at the latest
-/// while a marked answer is still under way.
+/// The GOAWAY goes out at the mark, and new streams are refused from then on (`CloseOnMark`).
+/// A client that winds down ends the connection itself; one that does not (hyper's final
+/// GOAWAY waits for a PING answer) loses it once the last answer is out and nothing was written
+/// for 1 s (h2 may still be sending the answers: a slow reader is not cut while it reads). All
+/// of it within 10 s of the last answer, whatever the client does; a client that sent requests
+/// after the mark gets no extension; and 30 s after the mark at the latest while a marked
+/// answer is still under way.
 struct WindDown {
     /// Fires [`GOAWAY_HARD_CAP`] after the mark.
     hard: Pin<Box<tokio::time::Sleep>>,
@@ -414,15 +411,6 @@ impl WindDown {
             linger: None,
             at: 0,
             cap: None,
-        }
-    }
-
-    /// Arms the quiet second again (after the GOAWAY).
-    fn rearm(&mut self) {
-        if let Some(linger) = &mut self.linger {
-            linger
-                .as_mut()
-                .reset(tokio::time::Instant::now() + GOAWAY_LINGER);
         }
     }
 

@@ -1094,3 +1094,52 @@ async fn the_http2_mitigation_can_be_turned_off() {
     }
     assert!(!conn.is_finished(), "the connection ended");
 }
+
+/// A client that keeps sending on a connection whose request got a 401 is not served again:
+/// the GOAWAY comes with the marked answer, as from Go, and the streams opened after it are
+/// refused (REFUSED_STREAM), so an unauthenticated client gets one answer per connection
+/// however fast it sends (an adversarial probe kept one connection for ~1,000 anonymous
+/// answers over 10 s when the GOAWAY waited for a quiet second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_after_a_marked_answer_are_refused() {
+    const REFUSED_STREAM: u32 = 0x7;
+    let addr = start(authenticator()).await;
+    let mut h2 = RawH2::connect(addr).await;
+    h2.send(&h2_get(1, "/")).await;
+    // Requests sent as soon as the answer is in (not waiting for anything else).
+    let mut goaway = false;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let f = h2.next().await.expect("closed early");
+            match (f.kind, f.id) {
+                (H2_HEADERS, 1) => return,
+                (H2_GOAWAY, 0) => goaway = true,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("no answer to the 401");
+    let mut refused = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        for id in [3, 5, 7] {
+            h2.send(&h2_get(id, "/")).await;
+            loop {
+                let f = h2.next().await.expect("closed early");
+                match (f.kind, f.id) {
+                    (H2_GOAWAY, 0) => goaway = true,
+                    (H2_HEADERS, got) if got > 1 => panic!("stream {got} was answered"),
+                    (H2_RST_STREAM, got) if got == id => {
+                        refused.push(u32::from_be_bytes(f.payload[..4].try_into().unwrap()));
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await
+    .expect("the requests were neither answered nor refused");
+    assert_eq!(refused, [REFUSED_STREAM; 3]);
+    assert!(goaway, "no GOAWAY before the refusals");
+}
