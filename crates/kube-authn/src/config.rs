@@ -70,24 +70,36 @@ pub struct Reload(pub bool);
 
 impl<'de> Deserialize<'de> for Reload {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        plain_bool(d).map(Reload)
+        Ok(Reload(plain_bool(d)?.unwrap_or(Reload::default().0)))
     }
 }
 
 /// A boolean as Kubernetes reads one from YAML (turned into JSON): a plain `true` or `false`
-/// (or YAML 1.1's `yes`, `on`, ...), never a quoted string (`"true"` is a JSON string).
-fn plain_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+/// (or YAML 1.1's `yes`, `on`, ...), never a quoted string (`"true"` is a JSON string); null
+/// (`~`, or nothing) is `None`, which leaves the default, as JSON's `null` does in Go.
+fn plain_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     struct Plain;
     impl serde::de::Visitor<'_> for Plain {
-        type Value = bool;
+        type Value = Option<bool>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a boolean")
         }
-        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<bool, E> {
-            Ok(v)
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Option<bool>, E> {
+            Ok(Some(v))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<bool>, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<bool>, E> {
+            Ok(None)
         }
     }
     d.deserialize_any(Plain)
+}
+
+/// [`plain_bool`], null being `false` (the field's default).
+fn plain_bool_or_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(plain_bool(d)?.unwrap_or(false))
 }
 
 impl Default for Reload {
@@ -102,7 +114,7 @@ impl Default for Reload {
 #[non_exhaustive]
 pub struct AnonymousConfig {
     /// Whether requests without credentials are authenticated as `system:anonymous`.
-    #[serde(deserialize_with = "plain_bool")]
+    #[serde(deserialize_with = "plain_bool_or_false")]
     pub enabled: bool,
     /// When non-empty, anonymous access is allowed only for these exact paths.
     pub conditions: Vec<AnonymousCondition>,
@@ -359,6 +371,12 @@ mod tests {
         }
         let enabled = AuthnConfig::from_yaml("a.yaml", "anonymous:\n  enabled: on\n").unwrap();
         assert!(enabled.anonymous.enabled);
+        // Null leaves the default, as JSON's null does in Go.
+        for yaml in ["reload: ~\n", "reload:\n", "reload: null\n"] {
+            assert_eq!(reload(yaml).unwrap(), Reload(true), "{yaml}");
+        }
+        let null = AuthnConfig::from_yaml("a.yaml", "anonymous:\n  enabled: ~\n").unwrap();
+        assert!(!null.anonymous.enabled);
         for (yaml, message) in [
             (
                 "reload: \"yes\"\n",

@@ -95,8 +95,9 @@ pub(crate) struct Flags {
     /// A set of key=value pairs that describe feature gates. This server knows one:
     /// UnauthenticatedHTTP2DOSMitigation=true|false (default true): an HTTP/2 connection that
     /// got a 401, or served an anonymous user, is closed once it is answered.
-    #[arg(long, value_parser = parse_feature_gates, default_value = "")]
-    pub(crate) feature_gates: FeatureGates,
+    /// Given more than once, the settings add up (Kubernetes' `MapStringBool`).
+    #[arg(long, value_parser = parse_feature_gates, action = clap::ArgAction::Append)]
+    pub(crate) feature_gates: Vec<GateSettings>,
 
     /// Serves without any authentication layer, as kube-apiserver does with no authenticator
     /// ("Authentication is disabled"): the baseline of the load benchmark (not a kube-apiserver flag).
@@ -124,13 +125,37 @@ pub(crate) struct FeatureGates {
     pub(crate) unauthenticated_http2_dos_mitigation: bool,
 }
 
+/// The gates one `--feature-gates` sets, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct GateSettings(Vec<(Gate, bool)>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gate {
+    UnauthenticatedHttp2DosMitigation,
+}
+
+impl Flags {
+    /// The gates: their defaults, then every `--feature-gates` setting in order.
+    pub(crate) fn feature_gates(&self) -> FeatureGates {
+        let mut gates = FeatureGates {
+            unauthenticated_http2_dos_mitigation: true,
+        };
+        for &(gate, enabled) in self.feature_gates.iter().flat_map(|s| &s.0) {
+            match gate {
+                Gate::UnauthenticatedHttp2DosMitigation => {
+                    gates.unauthenticated_http2_dos_mitigation = enabled;
+                }
+            }
+        }
+        gates
+    }
+}
+
 /// `--feature-gates` as Kubernetes' `MapStringBool` reads it (comma-separated `Name=bool`,
 /// spaces trimmed, values as `strconv.ParseBool`), with its messages; a gate this server does
 /// not know is refused as kube-apiserver refuses one it does not know.
-fn parse_feature_gates(value: &str) -> Result<FeatureGates, String> {
-    let mut gates = FeatureGates {
-        unauthenticated_http2_dos_mitigation: true,
-    };
+fn parse_feature_gates(value: &str) -> Result<GateSettings, String> {
+    let mut settings = Vec::new();
     for pair in value.split(',') {
         if pair.trim().is_empty() {
             continue;
@@ -141,14 +166,13 @@ fn parse_feature_gates(value: &str) -> Result<FeatureGates, String> {
         let (name, v) = (name.trim(), v.trim());
         let enabled =
             parse_bool(v).map_err(|e| format!("invalid value of {name}={v}, err: {e}"))?;
-        match name {
-            "UnauthenticatedHTTP2DOSMitigation" => {
-                gates.unauthenticated_http2_dos_mitigation = enabled;
-            }
+        let gate = match name {
+            "UnauthenticatedHTTP2DOSMitigation" => Gate::UnauthenticatedHttp2DosMitigation,
             _ => return Err(format!("unrecognized feature gate: {name}")),
-        }
+        };
+        settings.push((gate, enabled));
     }
-    Ok(gates)
+    Ok(GateSettings(settings))
 }
 
 impl Flags {
@@ -393,11 +417,34 @@ mod tests {
     fn feature_gates_are_read_as_kubernetes_reads_them() {
         let gates = |value: &str| {
             Flags::try_parse_from(["mini-apiserver", &format!("--feature-gates={value}")])
-                .map(|f| f.feature_gates.unauthenticated_http2_dos_mitigation)
+                .map(|f| f.feature_gates().unauthenticated_http2_dos_mitigation)
                 .map_err(|e| e.to_string())
         };
         let default = Flags::try_parse_from(["mini-apiserver"]).unwrap();
-        assert!(default.feature_gates.unauthenticated_http2_dos_mitigation);
+        assert!(default.feature_gates().unauthenticated_http2_dos_mitigation);
+        // Repeated: the settings add up, the last one of a gate wins.
+        let repeated = Flags::try_parse_from([
+            "mini-apiserver",
+            "--feature-gates=UnauthenticatedHTTP2DOSMitigation=false",
+            "--feature-gates=",
+        ])
+        .unwrap();
+        assert!(
+            !repeated
+                .feature_gates()
+                .unauthenticated_http2_dos_mitigation
+        );
+        let repeated = Flags::try_parse_from([
+            "mini-apiserver",
+            "--feature-gates=UnauthenticatedHTTP2DOSMitigation=false",
+            "--feature-gates=UnauthenticatedHTTP2DOSMitigation=true",
+        ])
+        .unwrap();
+        assert!(
+            repeated
+                .feature_gates()
+                .unauthenticated_http2_dos_mitigation
+        );
         assert_eq!(gates("UnauthenticatedHTTP2DOSMitigation=false"), Ok(false));
         assert_eq!(gates(" UnauthenticatedHTTP2DOSMitigation = F ,"), Ok(false));
         assert_eq!(gates("UnauthenticatedHTTP2DOSMitigation=true"), Ok(true));

@@ -309,7 +309,7 @@ async fn run(flags: Flags) -> Result<(), BoxError> {
         // which wraps every route and boxes the body once more per request).
         let app = tower_layer::Layer::layer(&authn, app);
         kube_authn::x509::serve(listener, tls_config, app)
-            .close_unauthenticated_http2(flags.feature_gates.unauthenticated_http2_dos_mitigation)
+            .close_unauthenticated_http2(flags.feature_gates().unauthenticated_http2_dos_mitigation)
             .await?;
     }
     Ok(())
