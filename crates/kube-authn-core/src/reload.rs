@@ -539,7 +539,7 @@ fn start_watcher(
         // it elsewhere).
         let lost = match event.kind {
             EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => {
-                if event.paths.iter().any(|p| *p == dir) {
+                if event.paths.contains(&dir) {
                     Some(Msg::LostOwn)
                 } else if event
                     .paths
