@@ -33,14 +33,11 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// request after the TLS handshake on any protocol.
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// kube-apiserver's `MaxHeaderBytes` (1 MiB): request heads as large as it takes (a bearer
-/// token of an OIDC provider that puts many groups in it can pass hyper's defaults, 16 KiB
-/// over HTTP/2 and ~400 KiB over HTTP/1.1). HTTP/1.1 reads the head into a buffer of this
-/// size plus Go's 4 KiB of slack.
-const MAX_HEADER_BYTES: usize = 1 << 20;
-
-/// The HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE` Go's server derives from `MaxHeaderBytes`:
-/// plus 32 bytes of overhead for 10 typical fields.
+/// The HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE` Go's server derives from kube-apiserver's
+/// `MaxHeaderBytes` (1 MiB), plus 32 bytes of overhead for 10 typical fields: a bearer token
+/// of an OIDC provider that puts many groups in it passes hyper's default, 16 KiB. (HTTP/1.1
+/// keeps hyper's read buffer of ~400 KiB: it bounds the head, and also what a connection
+/// buffers of a body, which Go reads through 4 KiB.)
 const H2_MAX_HEADER_LIST_SIZE: u32 = (1 << 20) + 10 * 32;
 
 /// Serves `service` over TLS on `listener`: one task per connection, a handshake timeout
@@ -57,7 +54,7 @@ const H2_MAX_HEADER_LIST_SIZE: u32 = (1 << 20) + 10 * 32;
 /// request head within the header read timeout (default 30 s) is dropped, whatever it sent
 /// (nothing, or part of the HTTP/2 preface: hyper's own timers only start once the protocol is
 /// known), as is an HTTP/1.1 client that takes longer for any later request head. Request
-/// heads may be as large as kube-apiserver takes (1 MiB), over HTTP/2 too.
+/// heads may be as large as kube-apiserver takes (1 MiB) over HTTP/2, ~400 KiB over HTTP/1.1.
 ///
 /// Await the returned value to run the loop (it only returns on a fatal accept error).
 ///
@@ -193,8 +190,7 @@ impl<S> Serve<S> {
         builder
             .http1()
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
-            .max_buf_size(MAX_HEADER_BYTES + 4096);
+            .header_read_timeout(self.header_read_timeout);
         builder
             .http2()
             .timer(hyper_util::rt::TokioTimer::new())
