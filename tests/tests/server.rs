@@ -50,6 +50,21 @@ async fn whoami(s: &Server, auth: Option<&str>) -> (StatusCode, Value) {
     )
 }
 
+/// The server's log up to the refusal of a request to namespace `marker`, sent now: the log is
+/// one ordered stream, so whatever was logged before it is in (negative checks of the log end
+/// with this rather than a sleep).
+async fn log_until_marker(s: &Server, marker: &str) -> String {
+    let resp = s
+        .client()
+        .get(format!("{}/api/v1/namespaces/{marker}/pods", s.url()))
+        .header("Authorization", "Bearer marker")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    s.wait_for_stderr(marker, std::time::Duration::from_secs(30))
+}
+
 fn basic(user_pass: &str) -> String {
     format!(
         "Basic {}",
@@ -131,15 +146,7 @@ async fn refused_credentials_are_logged_without_the_secret() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // The log is one ordered stream: once the line of a last refusal is there, all are.
-    let marker = format!("{}/api/v1/namespaces/log-marker/pods", s.url());
-    let resp = c
-        .get(&marker)
-        .header("Authorization", "Bearer marker")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let log = s.wait_for_stderr("log-marker", std::time::Duration::from_secs(30));
+    let log = log_until_marker(&s, "log-marker").await;
     let explained = log
         .lines()
         .filter(|l| l.contains("unable to authenticate the request"))
@@ -664,17 +671,7 @@ async fn the_http2_mitigation_follows_its_feature_gate() {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200", "{flags:?}");
-        // The log is one ordered stream: the marker's refusal comes after the line, if any.
-        let marker = format!("{}/api/v1/namespaces/gate-marker/pods", s.url());
-        let resp = s
-            .client()
-            .get(&marker)
-            .header("Authorization", "Bearer marker")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        let log = s.wait_for_stderr("gate-marker", std::time::Duration::from_secs(30));
+        let log = log_until_marker(&s, "gate-marker").await;
         assert_eq!(log.contains(CLOSING), closes, "{flags:?}:\n{log}");
     }
 }

@@ -603,6 +603,31 @@ async fn the_acceptor_in_a_hand_written_accept_loop() {
     assert_eq!(auth.verifications(), 2, "one verification per connection");
 }
 
+/// An HTTP/2 client connection (hyper's) to `addr`, with `cert` as client certificate: its
+/// sender and the task driving it.
+async fn h2_connect<B>(
+    addr: SocketAddr,
+    cert: Option<&Issued>,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+)
+where
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let mut config = (*client(cert).config().clone()).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let stream = connect(&TlsConnector::from(Arc::new(config)), addr).await;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
 /// Kubernetes' HTTP/2 mitigation (`UnauthenticatedHTTP2DOSMitigation`): an HTTP/2 connection
 /// whose request is answered 401, or served as an anonymous user, ends once the response is
 /// sent (GOAWAY); an authenticated user keeps the connection; HTTP/1.1 is left alone.
@@ -611,7 +636,6 @@ async fn unauthenticated_http2_connections_are_closed() {
     use http_body_util::Empty;
     use hyper::body::Bytes;
     use hyper::client::conn::http2::SendRequest;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     use kube_authn_core::{Anonymous, WithAnonymous};
 
     let pki = TestPki::shared();
@@ -625,16 +649,7 @@ async fn unauthenticated_http2_connections_are_closed() {
         .service(service_fn(whoami));
     tokio::spawn(serve(listener, Arc::new(tls), svc).into_future());
 
-    let h2 = |cert: Option<&'static Issued>| async move {
-        let mut config = (*client(cert).config().clone()).clone();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let stream = connect(&TlsConnector::from(Arc::new(config)), addr).await;
-        let (sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        (sender, tokio::spawn(conn))
-    };
+    let h2 = |cert: Option<&'static Issued>| h2_connect(addr, cert);
     let status = |sender: &mut SendRequest<Empty<Bytes>>, path: &str| {
         let request = Request::get(format!("https://localhost{path}"))
             .body(Empty::new())
@@ -997,7 +1012,6 @@ impl kube_authn_core::AuthenticateToken for GoodToken {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authenticated_stream_outlives_the_hard_cap() {
     use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
 
     const TICKS: u32 = 12;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1022,14 +1036,7 @@ async fn an_authenticated_stream_outlives_the_hard_cap() {
             .into_future(),
     );
 
-    let mut config = (*client(None).config().clone()).clone();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let stream = connect(&TlsConnector::from(Arc::new(config)), addr).await;
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2_connect(addr, None).await;
     let request = |path: &str, token: &str| {
         Request::get(format!("https://localhost{path}"))
             .header("authorization", format!("Bearer {token}"))
@@ -1060,7 +1067,6 @@ async fn an_authenticated_stream_outlives_the_hard_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http2_mitigation_can_be_turned_off() {
     use http_body_util::Empty;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     use kube_authn_core::{Anonymous, WithAnonymous};
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1075,14 +1081,7 @@ async fn the_http2_mitigation_can_be_turned_off() {
             .close_unauthenticated_http2(false)
             .into_future(),
     );
-    let mut config = (*client(None).config().clone()).clone();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let stream = connect(&TlsConnector::from(Arc::new(config)), addr).await;
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2_connect(addr, None).await;
     for (path, expected) in [("/", 401), ("/anonymous", 200), ("/", 401)] {
         let request = Request::get(format!("https://localhost{path}"))
             .body(Empty::<hyper::body::Bytes>::new())
