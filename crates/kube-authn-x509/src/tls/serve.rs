@@ -338,9 +338,10 @@ async fn connection<S, B>(
             // GOAWAY now, as Go sends it with the marked answer (before its headers): a client
             // reading the answer has the GOAWAY first and takes its next request elsewhere;
             // streams it opened after it are refused (REFUSED_STREAM, as the streams past
-            // Go's GOAWAY are ignored), so an unauthenticated client gets one answer per
-            // connection however fast it sends. hyper's graceful shutdown keeps the streams
-            // under way, the marked one included.
+            // Go's GOAWAY are ignored), so an unauthenticated client that keeps sending gets one
+            // answer per connection (the streams it had already opened are answered, as Go
+            // finishes them). hyper's graceful shutdown keeps the streams under way, the marked
+            // one included.
             state.shut.store(true, Ordering::Release);
             conn.as_mut().graceful_shutdown();
         }

@@ -1096,9 +1096,9 @@ async fn the_http2_mitigation_can_be_turned_off() {
 
 /// A client that keeps sending on a connection whose request got a 401 is not served again:
 /// the GOAWAY comes with the marked answer, as from Go, and the streams opened after it are
-/// refused (REFUSED_STREAM), so an unauthenticated client gets one answer per connection
-/// however fast it sends (an adversarial probe kept one connection for ~1,000 anonymous
-/// answers over 10 s when the GOAWAY waited for a quiet second).
+/// refused (REFUSED_STREAM), so an unauthenticated client that keeps sending gets one answer
+/// per connection (an adversarial probe kept one connection for ~1,000 anonymous answers over
+/// 10 s when the GOAWAY waited for a quiet second).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_after_a_marked_answer_are_refused() {
     const REFUSED_STREAM: u32 = 0x7;
