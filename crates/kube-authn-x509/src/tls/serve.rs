@@ -327,6 +327,7 @@ async fn connection<S, B>(
     let mut conn = std::pin::pin!(conn);
     let hard_cap = closing.hard_cap;
     let mut closing = false;
+    let mut ended_by_hyper = false;
     let mut wind_down: Option<WindDown> = None;
     // One load per poll of the connection while it is open: the flag is set before the marked
     // response goes to the connection, whose sending wakes this task (HTTP/2 streams run as
@@ -348,16 +349,16 @@ async fn connection<S, B>(
         // The connection first: what it has to write goes out before its time is looked at
         // (a task starved past the linger must not drop answers it has not flushed yet).
         if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            ended_by_hyper = true;
             return Poll::Ready(result);
         }
         if closing {
             let wind_down = wind_down.get_or_insert_with(|| WindDown::new(hard_cap));
-            match wind_down.poll(&state, cx) {
-                // The answers are out and nothing was written for a second: a client that winds
-                // down after the GOAWAY has ended the connection itself; this one has not
-                // (hyper's final GOAWAY waits for a PING answer it may never send).
-                Poll::Ready(_) => return Poll::Ready(Ok(())),
-                Poll::Pending => {}
+            // The answers are out and nothing was written for a second (or the time is up): a
+            // client that winds down after the GOAWAY has ended the connection itself; this one
+            // has not (hyper's final GOAWAY waits for a PING answer it may never send).
+            if wind_down.poll(&state, cx).is_ready() {
+                return Poll::Ready(Ok(()));
             }
         }
         Poll::Pending
@@ -365,6 +366,15 @@ async fn connection<S, B>(
     .await;
     if let Err(e) = result {
         tracing::debug!(target: "kube_authn::serve", %addr, error = %e, "connection ended with an error");
+    }
+    if closing && ended_by_hyper {
+        // hyper ends a connection as soon as the client answered its GOAWAY's PING and the
+        // streams are done, which with the GOAWAY at the mark can be right after the answer
+        // was written. Closing the socket then, with bytes of the client still unread (a
+        // window update, a settings ack), makes the kernel reset the connection, and a client
+        // that had not read its answer yet loses it. Go waits too (`goAwayTimeout`): the
+        // socket stays open (and idle) for a second before it is closed.
+        tokio::time::sleep(GOAWAY_LINGER).await;
     }
     drop(alive);
 }
@@ -411,16 +421,16 @@ impl WindDown {
         }
     }
 
-    /// Ready when the connection has been quiet for the linger ([`End::Quiet`]), or has had
-    /// its time ([`End::Cap`]).
-    fn poll(&mut self, state: &ConnState, cx: &mut Context<'_>) -> Poll<End> {
+    /// Ready when the connection has been quiet for [`GOAWAY_LINGER`] after its last answer,
+    /// or has had its time ([`GOAWAY_CAP`], [`GOAWAY_HARD_CAP`]).
+    fn poll(&mut self, state: &ConnState, cx: &mut Context<'_>) -> Poll<()> {
         // Registered before the count is read: a request ending in another task after the
         // read wakes this one (see `InFlight`'s drop).
         state.register(cx.waker());
         // The hard cap is for marked answers (a 401, an anonymous user's) that never end;
         // authenticated streams under way on the connection finish as they would in Go.
         if self.hard.as_mut().poll(cx).is_ready() && state.marked.load(Ordering::Acquire) != 0 {
-            return Poll::Ready(End::Cap);
+            return Poll::Ready(());
         }
         if state.in_flight.load(Ordering::Acquire) != 0 {
             return Poll::Pending;
@@ -431,7 +441,7 @@ impl WindDown {
             .cap
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(now + GOAWAY_CAP)));
         if cap.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(End::Cap);
+            return Poll::Ready(());
         }
         let patient = !state.refused.load(Ordering::Relaxed);
         match &mut self.linger {
@@ -446,18 +456,10 @@ impl WindDown {
             Some(_) => {}
         }
         match &mut self.linger {
-            Some(linger) => linger.as_mut().poll(cx).map(|()| End::Quiet),
+            Some(linger) => linger.as_mut().poll(cx),
             None => Poll::Pending,
         }
     }
-}
-
-/// Why a closing connection's time is up.
-enum End {
-    /// Quiet for [`GOAWAY_LINGER`] after its last answer.
-    Quiet,
-    /// A cap ([`GOAWAY_CAP`], [`GOAWAY_HARD_CAP`]).
-    Cap,
 }
 
 /// A connection's closing state: whether a response asked for its end, and how many of its
