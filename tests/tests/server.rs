@@ -572,14 +572,20 @@ fn http2_requests_with_a_body_are_answered_after_it() {
 
 /// A token file is read as Kubernetes reads it, and what is surprising in it is said, never a
 /// token: a byte order mark (part of the first token, as Go's csv keeps it), an empty user
-/// name (accepted), an empty token (skipped), a duplicate token (the last row wins).
+/// name (accepted), an empty token (skipped), a duplicate token (the last row wins), each with
+/// the line and record number of the row it is about. (The parser inserts rows into its index
+/// 16 at a time: `dup-tok` comes back in a later batch, `again-tok` in the same one.)
 #[tokio::test]
 async fn surprises_in_a_token_file_are_warned_about() {
     let dir = tempfile::tempdir().unwrap();
+    let fillers: String = (5..25).map(|i| format!("fill-{i},f{i},{i}\n")).collect();
     let tokens = write_file(
         dir.path(),
         "tokens.csv",
-        "\u{feff}bomtok,u1,1\nnoname-tok,,2\n,u3,3\ndup-tok,u4,4\ndup-tok,u5,5\n",
+        &format!(
+            "\u{feff}bomtok,u1,1\nnoname-tok,,2\n,u3,3\ndup-tok,u4,4\n{fillers}\
+             dup-tok,u5,5\nagain-tok,a1,6\nagain-tok,a2,7\n"
+        ),
     );
     let s = Server::start_in(dir, &[&format!("--token-auth-file={tokens}")]);
     let log = s.stderr();
@@ -596,7 +602,18 @@ async fn surprises_in_a_token_file_are_warned_about() {
             "{line}"
         );
     }
-    for token in ["bomtok", "noname-tok", "dup-tok"] {
+    for (line, record) in [(25, 25), (27, 27)] {
+        let (warning, at) = (
+            format!(
+                "duplicate token has been found in token file '{tokens}', record number '{record}'"
+            ),
+            format!(" line={line}"),
+        );
+        let found = log.lines().find(|l| l.contains(&warning));
+        let found = found.unwrap_or_else(|| panic!("no {warning:?} in:\n{log}"));
+        assert!(found.ends_with(&at), "{found}");
+    }
+    for token in ["bomtok", "noname-tok", "dup-tok", "again-tok"] {
         assert!(!log.contains(token), "{log}");
     }
     assert_eq!(
@@ -606,6 +623,8 @@ async fn surprises_in_a_token_file_are_warned_about() {
     let (code, review) = whoami(&s, Some("Bearer dup-tok")).await;
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(review["status"]["userInfo"]["username"], "u5");
+    let (_, review) = whoami(&s, Some("Bearer again-tok")).await;
+    assert_eq!(review["status"]["userInfo"]["username"], "a2");
     let (code, review) = whoami(&s, Some("Bearer noname-tok")).await;
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(review["status"]["userInfo"]["uid"], "2");

@@ -15,7 +15,7 @@ use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
@@ -23,24 +23,117 @@ thread_local! {
     static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Lets a long parse share the CPU: on the background reload thread it yields to the threads
-/// serving requests (call it every 50 µs of work or so: the static files call it every 256
-/// rows; the reload itself reads, hashes and wipes files in 256 KiB pieces with a call between
-/// pieces); anywhere else it does nothing.
+/// Lets a long parse share the CPU with the threads serving requests: on the background reload
+/// thread, after every 20 µs of work, it gives way when other threads want the core; anywhere
+/// else it does nothing. Call it often (every few microseconds of work: the static files call
+/// it every 32 rows, the reload itself reads, hashes and wipes files in 64 KiB pieces with a
+/// call between them); until a piece is done it only reads the clock.
 ///
-/// A reload competes with request handling for the same cores; on a busy server with one
-/// core, a parse that yields rarely holds requests for whole scheduler slices and shows in
-/// their tail latency. Measured with `scripts/bench-load.sh` (100,000 tokens, one core): a
-/// yield every 2,048 rows raised p99 by 7–40% at half the saturated rate, every 256 rows
-/// does not raise it; under saturating load the reload then takes longer (it gets the CPU
-/// between the request threads' slices) but never starves: `yield_now` only lets the other
-/// runnable threads go first.
+/// A reload competes with request handling for the same cores. After a piece it yields: on an
+/// idle core that returns at once (a 100,000-line token file is in force after ~12 ms here).
+/// A yield that took 200 µs or more found request threads waiting (the core is busy): the
+/// pieces of the next 20 ms are each followed by a 200 µs sleep instead, then a yield looks
+/// again. Requests then lose the core for 20 µs at a time, under a tenth of it, and the sleeps
+/// shorten once the work has taken 100 ms, so that it ends in bounded time. Yielding alone
+/// gives a saturated core's thread a scheduler slice (~1 ms) before the reload runs again:
+/// with 16 µs pieces the same reload took 258–613 ms there, against 117–181 ms paced, with the
+/// same effect on p99 (`scripts/bench-load.sh`; README, Benchmarks).
 pub fn cooperate() {
-    if BACKGROUND.get() {
-        std::thread::yield_now();
+    if !BACKGROUND.get() {
+        return;
+    }
+    let now = Instant::now();
+    let mut pace = PACE.get().unwrap_or_else(|| Pace::new(now));
+    match pace.next(now) {
+        GiveWay::Not => {}
+        GiveWay::Sleep(pause) => {
+            std::thread::sleep(pause);
+            pace.last = Instant::now();
+        }
+        GiveWay::Yield => {
+            std::thread::yield_now();
+            pace.yielded(now, Instant::now());
+        }
+    }
+    PACE.set(Some(pace));
+}
+
+/// Starts the pacing of a piece of background work (a reload, the wipe of a replaced value):
+/// see [`cooperate`].
+fn start_pacing() {
+    PACE.set(Some(Pace::new(Instant::now())));
+}
+
+/// How long the background thread works between two looks at whether to give way.
+const PIECE_TIME: Duration = Duration::from_micros(20);
+/// A yield that took this long found other threads waiting for the core.
+const BUSY: Duration = Duration::from_micros(200);
+/// How long a busy core is taken to stay busy before a yield looks again.
+const BUSY_HOLD: Duration = Duration::from_millis(20);
+
+/// Where the background thread is in its pacing (see [`cooperate`]).
+#[derive(Clone, Copy)]
+struct Pace {
+    /// When the work began.
+    since: Instant,
+    /// The end of the last pause: the start of the current piece.
+    last: Instant,
+    /// Until when the core is taken to be busy.
+    busy_until: Option<Instant>,
+}
+
+/// What [`cooperate`] does after a piece of work.
+#[derive(Debug, PartialEq, Eq)]
+enum GiveWay {
+    /// Nothing: the piece is not done.
+    Not,
+    /// A yield, which also tells whether the core is busy.
+    Yield,
+    /// A sleep: the core is busy.
+    Sleep(Duration),
+}
+
+impl Pace {
+    fn new(now: Instant) -> Self {
+        Self {
+            since: now,
+            last: now,
+            busy_until: None,
+        }
+    }
+
+    fn next(&self, now: Instant) -> GiveWay {
+        if now.saturating_duration_since(self.last) < PIECE_TIME {
+            return GiveWay::Not;
+        }
+        match self.busy_until {
+            Some(until) if now < until => GiveWay::Sleep(self.pause(now)),
+            _ => GiveWay::Yield,
+        }
+    }
+
+    /// A yield from `start` to `end`: when it took long, other threads were waiting.
+    fn yielded(&mut self, start: Instant, end: Instant) {
+        let busy = end.saturating_duration_since(start) >= BUSY;
+        self.busy_until = busy.then(|| start + BUSY_HOLD);
+        self.last = end;
+    }
+
+    /// The pause after a piece on a busy core: 200 µs (about a tenth of the core with the
+    /// piece and the timer's slack), shorter once the work has taken 100 ms, so that it still
+    /// ends within 200 ms when the core is slow to give.
+    fn pause(&self, now: Instant) -> Duration {
+        match now.saturating_duration_since(self.since).as_millis() {
+            0..100 => Duration::from_micros(200),
+            100..150 => Duration::from_micros(100),
+            _ => Duration::from_micros(40),
+        }
     }
 }
 
+thread_local! {
+    static PACE: std::cell::Cell<Option<Pace>> = const { std::cell::Cell::new(None) };
+}
 /// Turns a file's bytes into a value. Errors should name the file and line.
 pub trait Parse: Send + Sync + 'static {
     /// The parsed value.
@@ -364,7 +457,7 @@ fn read<E: std::error::Error>(path: &Path) -> Result<FileBytes, LoadError<E>> {
 }
 
 /// How much of a file is read, hashed or wiped between two calls to [`cooperate`].
-const PIECE: usize = 256 * 1024;
+const PIECE: usize = 64 * 1024;
 
 /// A file's content, wiped when dropped (it may hold secrets), in pieces: see [`cooperate`].
 struct FileBytes(Vec<u8>);
@@ -828,6 +921,7 @@ fn check<P: Parse>(
         return;
     }
     let started = std::time::Instant::now();
+    start_pacing();
     let bytes = match read_paced(path) {
         Ok(b) => b,
         Err(e) => {
@@ -876,6 +970,7 @@ fn check<P: Parse>(
             let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
             metrics::counter!("kube_authn_file_reloads_total", "result" => "success").increment(1);
             tracing::info!(path = %path.display(), elapsed_ms, "reloaded");
+            start_pacing();
             release_here(previous);
         }
         Err(e) => {
@@ -925,6 +1020,64 @@ fn refuse(shared: &Shared, message: String, repeat: Repeat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_piece_of_work_goes_on_until_its_time_is_up() {
+        let t0 = Instant::now();
+        let pace = Pace::new(t0);
+        assert_eq!(pace.next(t0 + Duration::from_micros(19)), GiveWay::Not);
+        assert_eq!(pace.next(t0 + PIECE_TIME), GiveWay::Yield);
+    }
+
+    #[test]
+    fn a_quick_yield_finds_the_core_free_and_the_work_goes_on_without_sleeping() {
+        let t0 = Instant::now();
+        let mut pace = Pace::new(t0);
+        let start = t0 + PIECE_TIME;
+        pace.yielded(start, start + Duration::from_micros(3));
+        let next = start + Duration::from_micros(3) + PIECE_TIME;
+        assert_eq!(pace.next(next - Duration::from_micros(1)), GiveWay::Not);
+        assert_eq!(pace.next(next), GiveWay::Yield);
+    }
+
+    #[test]
+    fn a_slow_yield_finds_the_core_busy_and_the_next_pieces_sleep_until_it_is_looked_at_again() {
+        let t0 = Instant::now();
+        let mut pace = Pace::new(t0);
+        let start = t0 + PIECE_TIME;
+        let end = start + Duration::from_millis(1);
+        pace.yielded(start, end);
+        assert_eq!(pace.next(end), GiveWay::Not);
+        assert_eq!(
+            pace.next(end + PIECE_TIME),
+            GiveWay::Sleep(Duration::from_micros(200))
+        );
+        pace.last = start + BUSY_HOLD - 2 * PIECE_TIME;
+        assert_eq!(
+            pace.next(start + BUSY_HOLD - Duration::from_nanos(1)),
+            GiveWay::Sleep(Duration::from_micros(200))
+        );
+        assert_eq!(pace.next(start + BUSY_HOLD), GiveWay::Yield);
+        // The next look finds it free: no more sleeps.
+        let later = start + BUSY_HOLD;
+        pace.yielded(later, later + Duration::from_micros(2));
+        assert_eq!(
+            pace.next(later + Duration::from_micros(2) + PIECE_TIME),
+            GiveWay::Yield
+        );
+    }
+
+    #[test]
+    fn the_pauses_shorten_as_the_work_ages_so_that_it_ends_in_time() {
+        let t0 = Instant::now();
+        let pace = Pace::new(t0);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(pace.pause(at(0)), Duration::from_micros(200));
+        assert_eq!(pace.pause(at(99)), Duration::from_micros(200));
+        assert_eq!(pace.pause(at(100)), Duration::from_micros(100));
+        assert_eq!(pace.pause(at(150)), Duration::from_micros(40));
+        assert_eq!(pace.pause(at(10_000)), Duration::from_micros(40));
+    }
     use std::time::Instant;
 
     #[derive(Debug, thiserror::Error)]

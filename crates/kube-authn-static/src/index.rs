@@ -85,6 +85,17 @@ impl Index {
         self.len
     }
 
+    /// Loads the first entry each of `hashes` would probe, all before any is used, so that
+    /// their cache misses overlap instead of each insert waiting for its own.
+    pub(crate) fn warm(&self, hashes: impl Iterator<Item = u64>) {
+        let mask = self.entries.len() - 1;
+        let mut tags = 0;
+        for hash in hashes {
+            tags ^= self.entries.get(hash as usize & mask).map_or(0, |e| e.tag);
+        }
+        std::hint::black_box(tags);
+    }
+
     /// The row whose key hashes to `hash` and satisfies `is_key` (called only for rows whose
     /// tag matches).
     pub(crate) fn find(&self, hash: u64, is_key: impl FnMut(&Row) -> bool) -> Option<Row> {

@@ -107,6 +107,66 @@ fn offset(len: usize) -> Result<u32, RowError> {
     u32::try_from(len).map_err(|_| RowError::TooLarge)
 }
 
+/// Rows parsed but not yet in the index: inserted [`BATCH`] at a time, after their entries were
+/// all loaded at once (see [`Index::warm`]).
+struct Pending {
+    hash: u64,
+    row: Row,
+    line: usize,
+    record_number: usize,
+}
+
+/// How many rows are inserted together. A large file's index is larger than the CPU's caches,
+/// and each row's entry is somewhere else in it: loaded one by one, each insert waits for
+/// memory; loaded together, the misses overlap.
+const BATCH: usize = 16;
+
+fn insert_batch(
+    rows: &mut Index,
+    pending: &mut Vec<Pending>,
+    text: &[u8],
+    key: usize,
+    hasher: &RandomState,
+    path: &Path,
+    kind: Kind,
+) -> Result<(), RowError> {
+    rows.warm(pending.iter().map(|p| p.hash));
+    for Pending {
+        hash,
+        row,
+        line,
+        record_number,
+    } in pending.drain(..)
+    {
+        let k = field_bytes(text, &row, key);
+        let replaced = rows.insert(
+            hash,
+            row,
+            |r| field_bytes(text, r, key) == k,
+            |r| hasher.hash_one(field_bytes(text, r, key)),
+        )?;
+        if replaced.is_some() {
+            match kind {
+                Kind::Token => tracing::warn!(
+                    path = %path.display(),
+                    line,
+                    "duplicate token has been found in token file '{}', record number '{record_number}'",
+                    path.display(),
+                ),
+                Kind::Password => tracing::warn!(
+                    path = %path.display(),
+                    line,
+                    "duplicate username '{}' has been found in password file '{}', record number '{record_number}'",
+                    String::from_utf8_lossy(k),
+                    path.display(),
+                ),
+            }
+            // The last row wins (it replaced the earlier one, whose text stays unused).
+        }
+    }
+    Ok(())
+}
+
 impl Table {
     /// Parses a file as Kubernetes' `NewCSV` does; `path` is for the warnings.
     pub(crate) fn parse(path: &Path, bytes: &[u8], kind: Kind) -> Result<Self, RowError> {
@@ -117,7 +177,7 @@ impl Table {
         // table grows as usual.) Both whole-file passes go a piece at a time, like the parse
         // (see `cooperate`): a reload under load never holds the request threads for long.
         let (mut lines, mut ascii) = (1, true);
-        for piece in bytes.chunks(256 * 1024) {
+        for piece in bytes.chunks(64 * 1024) {
             lines += memchr::memchr_iter(b'\n', piece).count();
             ascii &= piece.is_ascii();
             kube_authn_core::reload::cooperate();
@@ -137,8 +197,9 @@ impl Table {
         let mut text = zeroize::Zeroizing::new(Vec::with_capacity(bytes.len()));
         let mut reader = Reader::new(bytes);
         let mut record_number = 0;
+        let mut pending = Vec::with_capacity(BATCH);
         while let Some(record) = reader.read_record().map_err(RowError::Csv)? {
-            if record_number % 256 == 0 {
+            if record_number % 32 == 0 {
                 kube_authn_core::reload::cooperate();
             }
             let line = record.line;
@@ -187,32 +248,18 @@ impl Table {
                 }
                 *end = offset(text.len())?;
             }
-            let k = field_bytes(&text, &row, key);
-            let replaced = rows.insert(
-                hasher.hash_one(k),
+            let hash = hasher.hash_one(field_bytes(&text, &row, key));
+            pending.push(Pending {
+                hash,
                 row,
-                |r| field_bytes(&text, r, key) == k,
-                |r| hasher.hash_one(field_bytes(&text, r, key)),
-            )?;
-            if replaced.is_some() {
-                match kind {
-                    Kind::Token => tracing::warn!(
-                        path = %path.display(),
-                        line,
-                        "duplicate token has been found in token file '{}', record number '{record_number}'",
-                        path.display(),
-                    ),
-                    Kind::Password => tracing::warn!(
-                        path = %path.display(),
-                        line,
-                        "duplicate username '{}' has been found in password file '{}', record number '{record_number}'",
-                        String::from_utf8_lossy(k),
-                        path.display(),
-                    ),
-                }
-                // The last row wins (it replaced the earlier one, whose text stays unused).
+                line,
+                record_number,
+            });
+            if pending.len() == BATCH {
+                insert_batch(&mut rows, &mut pending, &text, key, &hasher, path, kind)?;
             }
         }
+        insert_batch(&mut rows, &mut pending, &text, key, &hasher, path, kind)?;
         // Every kept field is UTF-8 (checked above, or the whole file is ASCII).
         let text = match String::from_utf8(std::mem::take(&mut *text)) {
             Ok(text) => text,
