@@ -458,10 +458,19 @@ async fn flags_of_strategies_not_built_are_refused_with_a_reason() {
 #[tokio::test]
 async fn a_malformed_token_file_refuses_to_start_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = write_file(dir.path(), "tokens.csv", "t1,u1,1\nonly-two,columns\n");
+    let bad = write_file(
+        dir.path(),
+        "tokens.csv",
+        "t1,u1,1\nt1,u2,2\nonly-two,columns\n",
+    );
     let (status, err) = Server::run_to_exit(&[&format!("--token-auth-file={bad}")]);
     assert!(!status.success());
-    assert!(err.contains(&format!("{bad}:2")), "{err}");
+    let refusal = err
+        .find(&format!("{bad}:3"))
+        .unwrap_or_else(|| panic!("{err}"));
+    // What Kubernetes says of the rows before the bad one is said first, as it reads them.
+    let duplicate = err.find("duplicate token has been found in token file");
+    assert!(duplicate.is_some_and(|d| d < refusal), "{err}");
 }
 
 #[tokio::test]
@@ -578,17 +587,19 @@ fn http2_requests_with_a_body_are_answered_after_it() {
 #[tokio::test]
 async fn surprises_in_a_token_file_are_warned_about() {
     let dir = tempfile::tempdir().unwrap();
+    // Lines 5 to 24, then a blank line (no record): from line 26 on, line = record + 1.
     let fillers: String = (5..25).map(|i| format!("fill-{i},f{i},{i}\n")).collect();
     let tokens = write_file(
         dir.path(),
         "tokens.csv",
         &format!(
-            "\u{feff}bomtok,u1,1\nnoname-tok,,2\n,u3,3\ndup-tok,u4,4\n{fillers}\
-             dup-tok,u5,5\nagain-tok,a1,6\nagain-tok,a2,7\n"
+            "\u{feff}bomtok,u1,1\nnoname-tok,,2\n,u3,3\ndup-tok,u4,4\n{fillers}\n\
+             dup-tok,u5,5\nagain-tok,a1,6\nagain-tok,a2,7\nlate-tok,,8\n"
         ),
     );
     let s = Server::start_in(dir, &[&format!("--token-auth-file={tokens}")]);
-    let log = s.stderr();
+    // Said in this order, before the server listens; stderr is collected as it comes.
+    let log = s.wait_for_stderr("record number '28'", std::time::Duration::from_secs(30));
     for warning in [
         "the file starts with a UTF-8 byte order mark: it is part of the first token, as in Kubernetes",
         "empty user name in token file",
@@ -602,7 +613,14 @@ async fn surprises_in_a_token_file_are_warned_about() {
             "{line}"
         );
     }
-    for (line, record) in [(25, 25), (27, 27)] {
+    // Each warning names its row's line and record number, in the order of the file.
+    let lines: Vec<usize> = log
+        .lines()
+        .filter(|l| l.contains("WARN"))
+        .filter_map(|l| l.rsplit_once(" line=")?.1.parse().ok())
+        .collect();
+    assert_eq!(lines, [2, 3, 26, 28, 29], "{log}");
+    for (line, record) in [(26, 25), (28, 27)] {
         let (warning, at) = (
             format!(
                 "duplicate token has been found in token file '{tokens}', record number '{record}'"
@@ -613,7 +631,7 @@ async fn surprises_in_a_token_file_are_warned_about() {
         let found = found.unwrap_or_else(|| panic!("no {warning:?} in:\n{log}"));
         assert!(found.ends_with(&at), "{found}");
     }
-    for token in ["bomtok", "noname-tok", "dup-tok", "again-tok"] {
+    for token in ["bomtok", "noname-tok", "dup-tok", "again-tok", "late-tok"] {
         assert!(!log.contains(token), "{log}");
     }
     assert_eq!(

@@ -33,8 +33,9 @@ thread_local! {
 /// idle core that returns at once (a 100,000-line token file is in force after ~12 ms here).
 /// A yield that took 200 µs or more found request threads waiting (the core is busy): the
 /// pieces of the next 20 ms are each followed by a 200 µs sleep instead, then a yield looks
-/// again. Requests then lose the core for 20 µs at a time, under a tenth of it, and the sleeps
-/// shorten once the work has taken 100 ms, so that it ends in bounded time. Yielding alone
+/// again. Requests then lose the core for 20 µs at a time, under a tenth of it for the first
+/// 100 ms; after that the sleeps shorten (the reload takes up to about a third of the core), so
+/// that a long reload still ends. Yielding alone
 /// gives a saturated core's thread a scheduler slice (~1 ms) before the reload runs again:
 /// with 16 µs pieces the same reload took 258–613 ms there, against 117–181 ms paced, with the
 /// same effect on p99 (`scripts/bench-load.sh`; README, Benchmarks).
@@ -42,20 +43,37 @@ pub fn cooperate() {
     if !BACKGROUND.get() {
         return;
     }
-    let now = Instant::now();
-    let mut pace = PACE.get().unwrap_or_else(|| Pace::new(now));
+    let pace = step(
+        PACE.get(),
+        Instant::now,
+        std::thread::sleep,
+        std::thread::yield_now,
+    );
+    PACE.set(Some(pace));
+}
+
+/// One call of [`cooperate`] on the background thread, with the clock and the two ways of
+/// giving way passed in.
+fn step(
+    pace: Option<Pace>,
+    clock: impl Fn() -> Instant,
+    sleep: impl FnOnce(Duration),
+    yield_now: impl FnOnce(),
+) -> Pace {
+    let now = clock();
+    let mut pace = pace.unwrap_or_else(|| Pace::new(now));
     match pace.next(now) {
         GiveWay::Not => {}
         GiveWay::Sleep(pause) => {
-            std::thread::sleep(pause);
-            pace.last = Instant::now();
+            sleep(pause);
+            pace.last = clock();
         }
         GiveWay::Yield => {
-            std::thread::yield_now();
-            pace.yielded(now, Instant::now());
+            yield_now();
+            pace.yielded(now, clock());
         }
     }
-    PACE.set(Some(pace));
+    pace
 }
 
 /// Starts the pacing of a piece of background work (a reload, the wipe of a replaced value):
@@ -119,9 +137,10 @@ impl Pace {
         self.last = end;
     }
 
-    /// The pause after a piece on a busy core: 200 µs (about a tenth of the core with the
-    /// piece and the timer's slack), shorter once the work has taken 100 ms, so that it still
-    /// ends within 200 ms when the core is slow to give.
+    /// The pause after a piece on a busy core: 200 µs (under a tenth of the core for the work,
+    /// with the piece and the timer's slack), shorter once the work has taken 100 ms, so that
+    /// the reload of a file like the benchmarks' (100,000 lines) still ends within about 200 ms
+    /// when the core is slow to give; a much larger file takes longer.
     fn pause(&self, now: Instant) -> Duration {
         match now.saturating_duration_since(self.since).as_millis() {
             0..100 => Duration::from_micros(200),
@@ -970,7 +989,6 @@ fn check<P: Parse>(
             let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
             metrics::counter!("kube_authn_file_reloads_total", "result" => "success").increment(1);
             tracing::info!(path = %path.display(), elapsed_ms, "reloaded");
-            start_pacing();
             release_here(previous);
         }
         Err(e) => {
@@ -992,6 +1010,8 @@ fn release_here<T>(previous: Arc<T>) {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    // The wipe of a large value is paced as a reload is, from its own start.
+    start_pacing();
     drop(previous);
 }
 
@@ -1065,6 +1085,55 @@ mod tests {
             pace.next(later + Duration::from_micros(2) + PIECE_TIME),
             GiveWay::Yield
         );
+    }
+
+    /// `cooperate` on a simulated clock: each call follows 5 µs of work; a yield takes 1 ms
+    /// (a busy core) or 2 µs (a free one); a sleep takes its pause.
+    fn simulate(calls: usize, yield_takes: Duration) -> Vec<(Duration, &'static str)> {
+        let clock = std::cell::Cell::new(Instant::now());
+        let advance = |d: Duration| clock.set(clock.get() + d);
+        let (mut pace, mut gave) = (None, Vec::new());
+        let mut work = Duration::ZERO;
+        for _ in 0..calls {
+            advance(Duration::from_micros(5));
+            work += Duration::from_micros(5);
+            let how = std::cell::Cell::new(None);
+            pace = Some(step(
+                pace,
+                || clock.get(),
+                |pause| {
+                    advance(pause);
+                    how.set(Some("sleep"));
+                },
+                || {
+                    advance(yield_takes);
+                    how.set(Some("yield"));
+                },
+            ));
+            if let Some(how) = how.get() {
+                gave.push((std::mem::take(&mut work), how));
+            }
+        }
+        gave
+    }
+
+    #[test]
+    fn on_a_busy_core_pieces_of_work_alternate_with_sleeps() {
+        let gave = simulate(2_000, Duration::from_millis(1));
+        assert!(gave.iter().all(|(work, _)| *work >= PIECE_TIME), "{gave:?}");
+        let sleeps = gave.iter().filter(|(_, how)| *how == "sleep").count();
+        let yields = gave.len() - sleeps;
+        // A yield per 20 ms of busy core (the look), sleeps in between.
+        assert!(sleeps > 10 * yields, "{sleeps} sleeps, {yields} yields");
+    }
+
+    #[test]
+    fn on_a_free_core_pieces_of_work_only_yield() {
+        let gave = simulate(2_000, Duration::from_micros(2));
+        assert!(gave.iter().all(|(work, _)| *work >= PIECE_TIME), "{gave:?}");
+        assert!(gave.iter().all(|(_, how)| *how == "yield"), "{gave:?}");
+        // A give-way per 20 µs of the 10 ms of work (the first piece starts at the first call).
+        assert!((495..=500).contains(&gave.len()), "{}", gave.len());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use kube_authn_core::UserInfo;
 use subtle::ConstantTimeEq;
 
 use crate::index::{GROUPS, Index, KEPT, Row};
-use crate::reader::{CsvError, Reader};
+use crate::reader::{CsvError, Reader, Record};
 
 /// Which file a table is read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +167,30 @@ fn insert_batch(
     Ok(())
 }
 
+/// Appends the kept fields of `record` to `text` and returns where they are. A field that is not
+/// UTF-8 (looked at only when the file is not all ASCII) refuses the file.
+fn append_fields(record: &Record<'_>, text: &mut Vec<u8>, ascii: bool) -> Result<Row, RowError> {
+    let mut row = Row {
+        start: offset(text.len())?,
+        ends: [0; KEPT],
+        has_groups: record.len() > GROUPS,
+    };
+    for (column, end) in row.ends.iter_mut().enumerate() {
+        if column < record.len() {
+            let value = record.get(column);
+            if !ascii && std::str::from_utf8(value).is_err() {
+                return Err(RowError::InvalidUtf8 {
+                    line: record.line,
+                    column: column + 1,
+                });
+            }
+            text.extend_from_slice(value);
+        }
+        *end = offset(text.len())?;
+    }
+    Ok(row)
+}
+
 impl Table {
     /// Parses a file as Kubernetes' `NewCSV` does; `path` is for the warnings.
     pub(crate) fn parse(path: &Path, bytes: &[u8], kind: Kind) -> Result<Self, RowError> {
@@ -198,19 +222,35 @@ impl Table {
         let mut reader = Reader::new(bytes);
         let mut record_number = 0;
         let mut pending = Vec::with_capacity(BATCH);
-        while let Some(record) = reader.read_record().map_err(RowError::Csv)? {
+        let parsed = loop {
+            let record = match reader.read_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(RowError::Csv(e)),
+            };
             if record_number % 32 == 0 {
                 kube_authn_core::reload::cooperate();
             }
             let line = record.line;
             if record.len() < 3 {
-                return Err(RowError::TooFewColumns {
+                break Err(RowError::TooFewColumns {
                     line,
                     found: record.len(),
                 });
             }
             record_number += 1;
-            if kind == Kind::Token && record.get(SECRET).is_empty() {
+            let empty_token = kind == Kind::Token && record.get(SECRET).is_empty();
+            let empty_user = record.get(USER).is_empty();
+            if empty_token || empty_user {
+                // Warnings come in line order: the rows before are inserted (and their
+                // duplicates said) first.
+                if let Err(e) =
+                    insert_batch(&mut rows, &mut pending, &text, key, &hasher, path, kind)
+                {
+                    break Err(e);
+                }
+            }
+            if empty_token {
                 tracing::warn!(
                     path = %path.display(),
                     line,
@@ -219,8 +259,7 @@ impl Table {
                 );
                 continue;
             }
-
-            if record.get(USER).is_empty() {
+            if empty_user {
                 // Accepted, as in Kubernetes: its user has an empty name.
                 tracing::warn!(
                     path = %path.display(),
@@ -230,36 +269,28 @@ impl Table {
                     path.display(),
                 );
             }
-            let mut row = Row {
-                start: offset(text.len())?,
-                ends: [0; KEPT],
-                has_groups: record.len() > GROUPS,
+            let row = match append_fields(&record, &mut text, ascii) {
+                Ok(row) => row,
+                Err(e) => break Err(e),
             };
-            for (column, end) in row.ends.iter_mut().enumerate() {
-                if column < record.len() {
-                    let value = record.get(column);
-                    if !ascii && std::str::from_utf8(value).is_err() {
-                        return Err(RowError::InvalidUtf8 {
-                            line,
-                            column: column + 1,
-                        });
-                    }
-                    text.extend_from_slice(value);
-                }
-                *end = offset(text.len())?;
-            }
-            let hash = hasher.hash_one(field_bytes(&text, &row, key));
             pending.push(Pending {
-                hash,
+                hash: hasher.hash_one(field_bytes(&text, &row, key)),
                 row,
                 line,
                 record_number,
             });
-            if pending.len() == BATCH {
-                insert_batch(&mut rows, &mut pending, &text, key, &hasher, path, kind)?;
+            if pending.len() == BATCH
+                && let Err(e) =
+                    insert_batch(&mut rows, &mut pending, &text, key, &hasher, path, kind)
+            {
+                break Err(e);
             }
-        }
-        insert_batch(&mut rows, &mut pending, &text, key, &hasher, path, kind)?;
+        };
+        // The rows before a refused one are inserted, and their duplicates said, before the
+        // refusal, as Kubernetes reads the file a row at a time.
+        let inserted = insert_batch(&mut rows, &mut pending, &text, key, &hasher, path, kind);
+        parsed?;
+        inserted?;
         // Every kept field is UTF-8 (checked above, or the whole file is ASCII).
         let text = match String::from_utf8(std::mem::take(&mut *text)) {
             Ok(text) => text,
