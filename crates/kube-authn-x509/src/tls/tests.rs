@@ -628,6 +628,26 @@ where
     (sender, tokio::spawn(conn))
 }
 
+/// A server of `whoami` that authenticates client certificates and lets anonymous users reach
+/// `/anonymous` only (401 elsewhere without a certificate), with the HTTP/2 mitigation on or off.
+async fn start_anonymous_on_one_path(close_unauthenticated_http2: bool) -> SocketAddr {
+    use kube_authn_core::{Anonymous, WithAnonymous};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let auth = WithAnonymous::new(authenticator(), Anonymous::with_paths(["/anonymous"]));
+    let svc = ServiceBuilder::new()
+        .layer(AuthnLayer::new(auth))
+        .service(service_fn(whoami));
+    let tls = server_config(&authenticator());
+    tokio::spawn(
+        serve(listener, Arc::new(tls), svc)
+            .close_unauthenticated_http2(close_unauthenticated_http2)
+            .into_future(),
+    );
+    addr
+}
+
 /// Kubernetes' HTTP/2 mitigation (`UnauthenticatedHTTP2DOSMitigation`): an HTTP/2 connection
 /// whose request is answered 401, or served as an anonymous user, ends once the response is
 /// sent (GOAWAY); an authenticated user keeps the connection; HTTP/1.1 is left alone.
@@ -636,18 +656,9 @@ async fn unauthenticated_http2_connections_are_closed() {
     use http_body_util::Empty;
     use hyper::body::Bytes;
     use hyper::client::conn::http2::SendRequest;
-    use kube_authn_core::{Anonymous, WithAnonymous};
 
     let pki = TestPki::shared();
-    let tls = server_config(&authenticator());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    // Client certificates, and anonymous on /anonymous only (401 elsewhere without one).
-    let auth = WithAnonymous::new(authenticator(), Anonymous::with_paths(["/anonymous"]));
-    let svc = ServiceBuilder::new()
-        .layer(AuthnLayer::new(auth))
-        .service(service_fn(whoami));
-    tokio::spawn(serve(listener, Arc::new(tls), svc).into_future());
+    let addr = start_anonymous_on_one_path(true).await;
 
     let h2 = |cert: Option<&'static Issued>| h2_connect(addr, cert);
     let status = |sender: &mut SendRequest<Empty<Bytes>>, path: &str| {
@@ -1067,20 +1078,8 @@ async fn an_authenticated_stream_outlives_the_hard_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http2_mitigation_can_be_turned_off() {
     use http_body_util::Empty;
-    use kube_authn_core::{Anonymous, WithAnonymous};
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let auth = WithAnonymous::new(authenticator(), Anonymous::with_paths(["/anonymous"]));
-    let svc = ServiceBuilder::new()
-        .layer(AuthnLayer::new(auth))
-        .service(service_fn(whoami));
-    let tls = server_config(&authenticator());
-    tokio::spawn(
-        serve(listener, Arc::new(tls), svc)
-            .close_unauthenticated_http2(false)
-            .into_future(),
-    );
+    let addr = start_anonymous_on_one_path(false).await;
     let (mut sender, conn) = h2_connect(addr, None).await;
     for (path, expected) in [("/", 401), ("/anonymous", 200), ("/", 401)] {
         let request = Request::get(format!("https://localhost{path}"))
